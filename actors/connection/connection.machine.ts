@@ -1,0 +1,211 @@
+/**
+ * The lifecycle of one client connection:
+ *   uninitialized -> initialized -> authenticated -> attested -> closed
+ * Each `rpc.request` event carries an already-decoded request; the guarded transitions below are
+ * spec A.6 in order: (1) decode failure, (2) init gate, (3) experimental gate, (4) dispatch.
+ * Deadlines of server->client requests are delayed events, so tests move time with a
+ * SimulatedClock. Effects (replies, dispatch, expiry) are injected with `.provide()`.
+ */
+import { assign, enqueueActions, setup } from 'xstate';
+import type { DecodedRequest } from '../../src/protocol/request-decoder.js';
+import type { RequestId } from '../../src/protocol/request-id.js';
+import { isValidHeaderValue } from '../../src/protocol/header-value.js';
+import {
+  ALREADY_INITIALIZED_MESSAGE,
+  NOT_INITIALIZED_MESSAGE,
+  experimentalRequiredMessage,
+} from '../../src/protocol/errors.js';
+
+export type LifecycleState = 'uninitialized' | 'initialized' | 'authenticated' | 'attested' | 'closed';
+
+/** What a successful `initialize` fixes for the connection's lifetime. */
+export interface Session {
+  clientName: string;
+  clientVersion: string;
+  experimentalApi: boolean;
+  requestAttestation: boolean;
+  optOutNotificationMethods: string[];
+}
+
+export type CallRequest = Extract<DecodedRequest, { kind: 'call' }>;
+export type InitializeRequest = Extract<DecodedRequest, { kind: 'initialize' }>;
+
+export type ConnectionEvent =
+  | { type: 'rpc.request'; request: DecodedRequest }
+  | { type: 'auth.authenticated' }
+  | { type: 'auth.cleared' }
+  | { type: 'attestation.answered' }
+  | { type: 'serverRequest.sent'; key: string; timeoutMs: number }
+  | { type: 'serverRequest.settled'; key: string }
+  | { type: 'serverRequest.timedOut'; key: string }
+  | { type: 'transport.closed' };
+
+export interface ConnectionContext {
+  session: Session | null;
+}
+
+function requestOf(event: ConnectionEvent): DecodedRequest | undefined {
+  return event.type === 'rpc.request' ? event.request : undefined;
+}
+
+/** Effects are no-ops here; the connection actor (and tests) provide the real ones. */
+export const connectionMachine = setup({
+  types: {} as { context: ConnectionContext; events: ConnectionEvent },
+  actions: {
+    replyError: (_, _params: { id: RequestId; message: string }) => {},
+    replyInitialize: (_, _params: { request: InitializeRequest; session: Session }) => {},
+    dispatch: (_, _params: { request: CallRequest; session: Session }) => {},
+    expireServerRequest: (_, _params: { key: string }) => {},
+    closeConnection: () => {},
+  },
+  guards: {
+    isUndecodable: ({ event }) => requestOf(event)?.kind === 'invalid',
+    isInitialize: ({ event }) => requestOf(event)?.kind === 'initialize',
+    isAcceptableInitialize: ({ event }) => {
+      const r = requestOf(event);
+      return r?.kind === 'initialize' && isValidHeaderValue(r.params.clientInfo.name);
+    },
+    lacksExperimentalOptIn: ({ event, context }) => {
+      const r = requestOf(event);
+      return r?.kind === 'call' && r.experimental !== undefined && !context.session?.experimentalApi;
+    },
+  },
+}).createMachine({
+  id: 'connection',
+  initial: 'uninitialized',
+  context: { session: null },
+  on: {
+    'serverRequest.sent': {
+      actions: enqueueActions(({ enqueue, event }) => {
+        enqueue.raise({ type: 'serverRequest.timedOut', key: event.key }, { delay: event.timeoutMs, id: event.key });
+      }),
+    },
+    'serverRequest.settled': {
+      actions: enqueueActions(({ enqueue, event }) => enqueue.cancel(event.key)),
+    },
+    'serverRequest.timedOut': {
+      actions: { type: 'expireServerRequest', params: ({ event }) => ({ key: event.key }) },
+    },
+    'transport.closed': '.closed',
+  },
+  states: {
+    uninitialized: {
+      on: {
+        'rpc.request': [
+          {
+            guard: 'isUndecodable',
+            actions: { type: 'replyError', params: ({ event }) => undecodable(event.request) },
+          },
+          {
+            guard: 'isAcceptableInitialize',
+            target: 'initialized',
+            actions: [
+              assign({ session: ({ event }) => sessionOf(event.request as InitializeRequest) }),
+              {
+                type: 'replyInitialize',
+                params: ({ context, event }) => ({
+                  request: event.request as InitializeRequest,
+                  session: context.session!,
+                }),
+              },
+            ],
+          },
+          {
+            guard: 'isInitialize',
+            actions: {
+              type: 'replyError',
+              params: ({ event }) => {
+                const r = event.request as InitializeRequest;
+                return {
+                  id: r.id,
+                  message: `Invalid clientInfo.name: '${r.params.clientInfo.name}'. Must be a valid HTTP header value.`,
+                };
+              },
+            },
+          },
+          {
+            actions: {
+              type: 'replyError',
+              params: ({ event }) => ({ id: event.request.id, message: NOT_INITIALIZED_MESSAGE }),
+            },
+          },
+        ],
+      },
+    },
+    initialized: {
+      on: { 'rpc.request': readyRequestTransitions(), 'auth.authenticated': 'authenticated' },
+    },
+    authenticated: {
+      on: {
+        'rpc.request': readyRequestTransitions(),
+        'auth.cleared': 'initialized',
+        'attestation.answered': 'attested',
+      },
+    },
+    attested: {
+      on: { 'rpc.request': readyRequestTransitions(), 'auth.cleared': 'initialized' },
+    },
+    closed: { type: 'final', entry: 'closeConnection' },
+  },
+});
+
+/** Request handling once initialized; the same in initialized, authenticated and attested. */
+function readyRequestTransitions() {
+  return [
+    {
+      guard: 'isUndecodable' as const,
+      actions: {
+        type: 'replyError' as const,
+        params: ({ event }: { event: { request: DecodedRequest } }) => undecodable(event.request),
+      },
+    },
+    {
+      guard: 'isInitialize' as const,
+      actions: {
+        type: 'replyError' as const,
+        params: ({ event }: { event: { request: DecodedRequest } }) => ({
+          id: event.request.id,
+          message: ALREADY_INITIALIZED_MESSAGE,
+        }),
+      },
+    },
+    {
+      guard: 'lacksExperimentalOptIn' as const,
+      actions: {
+        type: 'replyError' as const,
+        params: ({ event }: { event: { request: DecodedRequest } }) => ({
+          id: event.request.id,
+          message: experimentalRequiredMessage((event.request as CallRequest).experimental!),
+        }),
+      },
+    },
+    {
+      actions: {
+        type: 'dispatch' as const,
+        params: ({ event, context }: { event: { request: DecodedRequest }; context: ConnectionContext }) => ({
+          request: event.request as CallRequest,
+          session: context.session!,
+        }),
+      },
+    },
+  ];
+}
+
+function undecodable(request: DecodedRequest): { id: RequestId; message: string } {
+  return { id: request.id, message: (request as Extract<DecodedRequest, { kind: 'invalid' }>).message };
+}
+
+function sessionOf(request: InitializeRequest): Session {
+  const { clientInfo, capabilities } = request.params;
+  return {
+    clientName: clientInfo.name,
+    clientVersion: clientInfo.version,
+    experimentalApi: capabilities?.experimentalApi ?? false,
+    requestAttestation: capabilities?.requestAttestation ?? false,
+    optOutNotificationMethods: capabilities?.optOutNotificationMethods ?? [],
+  };
+}
+
+export function lifecycleOf(value: unknown): LifecycleState {
+  return value as LifecycleState;
+}

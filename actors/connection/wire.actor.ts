@@ -1,0 +1,61 @@
+/**
+ * The wire actor: the only writer of one connection's outbound messages. Replies, notifications
+ * and server requests all pass through its mailbox, so they reach the client in the order they
+ * were produced (an `initialize` response always precedes what follows it).
+ */
+import type { Behaviour, Message } from '../../src/runtime/actor.js';
+import { REPLY, type ReplyMessage } from '../../src/runtime/envelope.js';
+import { fromErrorData, toWireError } from '../../src/protocol/errors.js';
+import {
+  encodeError,
+  encodeNotification,
+  encodeResponse,
+  encodeServerRequest,
+} from '../../src/protocol/jsonrpc.js';
+import type { RequestId } from '../../src/protocol/request-id.js';
+
+export const WIRE_NOTIFY = 'wire.notify';
+export const WIRE_REQUEST = 'wire.request';
+
+export interface WireNotification {
+  method: string;
+  params: unknown;
+  emittedAtMs: number;
+}
+
+export interface WireServerRequest {
+  id: number;
+  method: string;
+  params: unknown;
+}
+
+export function wireBehaviour(send: (text: string) => void): Behaviour {
+  return {
+    receive(message: Message) {
+      switch (message.type) {
+        case REPLY: {
+          const { correlation, reply } = message.body as ReplyMessage;
+          const id = correlation as RequestId;
+          send(
+            reply.ok
+              ? encodeResponse(id, JSON.stringify(reply.value ?? null))
+              : encodeError(id, toWireError(fromErrorData(reply.error))),
+          );
+          return;
+        }
+        case WIRE_NOTIFY: {
+          const n = message.body as WireNotification;
+          send(encodeNotification(n.method, n.params, n.emittedAtMs));
+          return;
+        }
+        case WIRE_REQUEST: {
+          const r = message.body as WireServerRequest;
+          send(encodeServerRequest(r.id, r.method, r.params));
+          return;
+        }
+        default:
+          throw new TypeError(`wire actor cannot handle ${message.type}`);
+      }
+    },
+  };
+}

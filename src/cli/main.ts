@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+/**
+ * `gatehouse` command line. Stdout carries the protocol (app-server) or the command's own output
+ * (demo, help); everything else goes to stderr.
+ */
+import { parseArgs } from 'node:util';
+import { runAppServer } from './app-server.js';
+import { runDemo } from './demo.js';
+import { runGenerateJsonSchema, runGenerateTs } from './generate.js';
+
+const USAGE = `Usage: gatehouse <command> [options]
+
+Commands:
+  app-server [-c key=value]... [--listen URL]   Serve the codex app-server protocol (stdio by default)
+  app-server generate-json-schema --out DIR [--experimental]
+                                                 Write the protocol's JSON Schemas
+  app-server generate-ts --out DIR [--experimental]
+                                                 Write TypeScript bindings of the protocol
+  demo                                           Offline demo: start app-server and talk to it
+  help                                           Show this help
+
+Run 'gatehouse <command> --help' for a command's options.
+Environment: CODEX_HOME (default ~/.codex), GATEHOUSE_LOG (trace|debug|info|warn|error|silent).
+`;
+
+const APP_SERVER_USAGE = `Usage: gatehouse app-server [-c key=value]... [--listen URL]
+
+Serves the codex app-server protocol: JSON-RPC over JSON lines on stdin/stdout, or one message
+per WebSocket text frame with --listen ws://IP:PORT. Exits 0 when stdin closes; on SIGTERM or
+SIGINT it stops accepting input, finishes in-flight requests (gatehouse.shutdown_timeout_ms) and exits.
+
+Options:
+  -c, --config key=value   Override a config.toml value (TOML syntax; repeatable). Codex keys
+                           Gatehouse does not use (model, openai_base_url, ...) are accepted and ignored.
+      --listen URL         stdio:// (default) or ws://IP:PORT (port 0 picks a free port)
+  -h, --help               Show this help
+
+Gatehouse settings (-c gatehouse.<key>=N or a [gatehouse] table in config.toml):
+  max_line_bytes                           longest inbound message (default 8388608)
+  mailbox_capacity                         per-actor mailbox bound; past it -32001 (default 4096)
+  shutdown_timeout_ms                      in-flight grace period on SIGTERM (default 5000)
+  attestation_timeout_ms                   attestation/generate deadline (default 100)
+  chatgpt_auth_tokens_refresh_timeout_ms   account/chatgptAuthTokens/refresh deadline (default 10000)
+  worker_threads                           worker pool size (default 2)
+
+Subcommands:
+  generate-json-schema --out DIR [--experimental]
+  generate-ts --out DIR [--experimental]
+`;
+
+const GENERATE_USAGE = `Usage: gatehouse app-server generate-json-schema|generate-ts --out DIR [--experimental]
+
+Writes the protocol as Gatehouse implements it. Without --experimental, experimental methods
+are left out.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    case 'app-server':
+      return appServer(rest);
+    case 'demo':
+      if (rest.includes('--help') || rest.includes('-h')) {
+        process.stdout.write('Usage: gatehouse demo\n\nStarts `gatehouse app-server` and shows a handshake, bad input and its answers.\n');
+        return 0;
+      }
+      return runDemo();
+    default:
+      process.stderr.write(`gatehouse: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function appServer(args: string[]): Promise<number> {
+  const sub = args[0];
+  if (sub === 'generate-json-schema' || sub === 'generate-ts') {
+    const { values } = parseArgs({
+      args: args.slice(1),
+      options: {
+        out: { type: 'string', short: 'o' },
+        experimental: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(GENERATE_USAGE);
+      return 0;
+    }
+    if (!values.out) throw new UsageError(`${sub} needs --out DIR\n\n${GENERATE_USAGE}`);
+    const written =
+      sub === 'generate-json-schema'
+        ? await runGenerateJsonSchema(values.out, values.experimental)
+        : await runGenerateTs(values.out, values.experimental);
+    process.stderr.write(`wrote ${written} files to ${values.out}\n`);
+    return 0;
+  }
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string', short: 'c', multiple: true, default: [] },
+      listen: { type: 'string', default: 'stdio://' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(APP_SERVER_USAGE);
+    return 0;
+  }
+  return runAppServer({ overrides: values.config, listen: values.listen });
+}
+
+class UsageError extends Error {}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    const message = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`gatehouse: ${message}\n`);
+    process.exitCode = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
+  },
+);

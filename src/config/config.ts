@@ -1,0 +1,148 @@
+/**
+ * Configuration the way codex reads it: `$CODEX_HOME/config.toml`, then `-c key=value` overrides
+ * whose values are TOML (a value that is not valid TOML is taken as a plain string, as codex does).
+ * Keys codex knows and Gatehouse does not use are accepted and ignored, so a host's existing flags
+ * keep working; keys under `gatehouse.` are ours and are checked strictly.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface GatehouseSettings {
+  /** Longest accepted inbound message in bytes; longer lines are dropped without being buffered. */
+  maxLineBytes: number;
+  /** Bound of every actor mailbox; past it a request gets -32001. */
+  mailboxCapacity: number;
+  /** How long SIGTERM waits for in-flight requests before exiting. */
+  shutdownTimeoutMs: number;
+  /** Deadline of `attestation/generate` answers. */
+  attestationTimeoutMs: number;
+  /** Deadline of `account/chatgptAuthTokens/refresh` answers. */
+  chatgptAuthTokensRefreshTimeoutMs: number;
+  /** Worker threads in the pool. */
+  workerThreads: number;
+}
+
+export const DEFAULT_SETTINGS: GatehouseSettings = {
+  maxLineBytes: 8 * 1024 * 1024,
+  mailboxCapacity: 4096,
+  shutdownTimeoutMs: 5_000,
+  attestationTimeoutMs: 100,
+  chatgptAuthTokensRefreshTimeoutMs: 10_000,
+  workerThreads: 2,
+};
+
+/** `gatehouse.<key>` -> setting, with the accepted range. */
+const SETTING_KEYS: Record<string, { setting: keyof GatehouseSettings; min: number; max: number }> = {
+  max_line_bytes: { setting: 'maxLineBytes', min: 1024, max: 1024 * 1024 * 1024 },
+  mailbox_capacity: { setting: 'mailboxCapacity', min: 1, max: 10_000_000 },
+  shutdown_timeout_ms: { setting: 'shutdownTimeoutMs', min: 0, max: 600_000 },
+  attestation_timeout_ms: { setting: 'attestationTimeoutMs', min: 1, max: 600_000 },
+  chatgpt_auth_tokens_refresh_timeout_ms: { setting: 'chatgptAuthTokensRefreshTimeoutMs', min: 1, max: 3_600_000 },
+  worker_threads: { setting: 'workerThreads', min: 1, max: 64 },
+};
+
+/** Top-level codex keys Gatehouse reads; everything else codex knows is accepted and ignored. */
+export const USED_CODEX_KEYS = ['chatgpt_base_url', 'forced_login_method', 'forced_chatgpt_workspace_id'] as const;
+
+export interface Config {
+  codexHome: string;
+  settings: GatehouseSettings;
+  /** The merged TOML table (config.toml, then overrides), for the codex keys later features read. */
+  table: Record<string, unknown>;
+  /** Keys that were accepted but are not used by Gatehouse (logged at debug by the caller). */
+  ignoredKeys: string[];
+}
+
+export function resolveCodexHome(env: NodeJS.ProcessEnv = process.env): string {
+  const configured = env.CODEX_HOME;
+  if (configured) {
+    const path = isAbsolute(configured) ? configured : resolve(configured);
+    if (!existsSync(path)) {
+      throw new ConfigError(`CODEX_HOME points to ${JSON.stringify(configured)}, but that path does not exist`);
+    }
+    return path;
+  }
+  const path = join(homedir(), '.codex');
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  return path;
+}
+
+/** Parses one `-c key=value` override into a dotted key and its TOML value. */
+export function parseOverride(raw: string): [string, unknown] {
+  const eq = raw.indexOf('=');
+  if (eq <= 0) throw new ConfigError(`Invalid override (missing '='): ${raw}`);
+  const key = raw.slice(0, eq).trim();
+  const text = raw.slice(eq + 1).trim();
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(key)) throw new ConfigError(`Invalid override key: ${key}`);
+  try {
+    return [key, parseToml(`value = ${text}`).value];
+  } catch {
+    // codex: a value that does not parse as TOML is a string literal.
+    return [key, text.replace(/^['"]|['"]$/g, '')];
+  }
+}
+
+export function loadConfig(options: { env?: NodeJS.ProcessEnv; overrides?: string[] } = {}): Config {
+  const env = options.env ?? process.env;
+  const codexHome = resolveCodexHome(env);
+  const table = readConfigToml(join(codexHome, 'config.toml'));
+  for (const raw of options.overrides ?? []) {
+    const [key, value] = parseOverride(raw);
+    setDotted(table, key, value);
+  }
+  const settings = { ...DEFAULT_SETTINGS };
+  const ignoredKeys: string[] = [];
+  for (const [key, value] of Object.entries(table)) {
+    if (key === 'gatehouse') applyGatehouseTable(settings, value);
+    else if (!(USED_CODEX_KEYS as readonly string[]).includes(key)) ignoredKeys.push(key);
+  }
+  return { codexHome, settings, table, ignoredKeys };
+}
+
+function readConfigToml(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new ConfigError(`${path} is not valid TOML: ${(e as Error).message}`);
+  }
+}
+
+function setDotted(table: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let node = table;
+  for (const part of parts.slice(0, -1)) {
+    const next = node[part];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts.at(-1)!] = value;
+}
+
+function applyGatehouseTable(settings: GatehouseSettings, table: unknown): void {
+  if (typeof table !== 'object' || table === null || Array.isArray(table)) {
+    throw new ConfigError('gatehouse must be a table of settings');
+  }
+  for (const [key, value] of Object.entries(table)) {
+    const spec = SETTING_KEYS[key];
+    if (!spec) {
+      throw new ConfigError(`unknown setting gatehouse.${key} (known: ${Object.keys(SETTING_KEYS).join(', ')})`);
+    }
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < spec.min || value > spec.max) {
+      throw new ConfigError(`gatehouse.${key} must be an integer from ${spec.min} to ${spec.max}`);
+    }
+    settings[spec.setting] = value;
+  }
+}

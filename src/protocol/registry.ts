@@ -1,0 +1,99 @@
+/**
+ * One registry per direction; each method is declared once, here, with its TypeBox schemas,
+ * experimental flag and scope. Validation, TypeScript types, JSON Schema and generate-ts all
+ * derive from these declarations.
+ */
+import type { Static, TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+import { serdeError, type JsonSchema } from './serde-errors.js';
+
+/** Which generated-schema folder a type belongs to, as in codex (`v1/`, `v2/`). */
+export type SchemaVersion = 'v1' | 'v2';
+
+/**
+ * Requests that share a scope are served one at a time, in arrival order, by the scope's actor
+ * (codex's per-key request queues). Requests without a scope run concurrently.
+ */
+export type Scope = 'account-auth' | 'remote-control' | 'device-key';
+
+export interface ClientRequestDef<P extends TSchema = TSchema, R extends TSchema = TSchema> {
+  readonly params: P;
+  readonly result: R;
+  /** `false` when the method may be called without a `params` member. */
+  readonly paramsRequired: boolean;
+  /** The whole method needs `capabilities.experimentalApi`. */
+  readonly experimental: boolean;
+  /** For stable methods with experimental fields or variants: the descriptor in use, if any. */
+  readonly experimentalUse?: (params: Static<P>) => string | undefined;
+  readonly scope?: Scope;
+  readonly version: SchemaVersion;
+}
+
+export interface ServerRequestDef<P extends TSchema = TSchema, R extends TSchema = TSchema> {
+  readonly params: P;
+  readonly result: R;
+  /** How long the client has to answer before the request fails locally. */
+  readonly timeoutMs: number;
+  readonly version: SchemaVersion;
+}
+
+export interface NotificationDef<P extends TSchema = TSchema> {
+  readonly params: P;
+  readonly version: SchemaVersion;
+  readonly experimental?: boolean;
+}
+
+export function defineClientRequest<P extends TSchema, R extends TSchema>(def: {
+  params: P;
+  result: R;
+  paramsRequired?: boolean;
+  experimental?: boolean;
+  experimentalUse?: (params: Static<P>) => string | undefined;
+  scope?: Scope;
+  version: SchemaVersion;
+}): ClientRequestDef<P, R> {
+  return { paramsRequired: true, experimental: false, ...def };
+}
+
+export function defineServerRequest<P extends TSchema, R extends TSchema>(
+  def: ServerRequestDef<P, R>,
+): ServerRequestDef<P, R> {
+  return def;
+}
+
+export function defineNotification<P extends TSchema>(def: NotificationDef<P>): NotificationDef<P> {
+  return def;
+}
+
+export type ParamsOf<D> = D extends { params: infer P extends TSchema } ? Static<P> : never;
+export type ResultOf<D> = D extends { result: infer R extends TSchema } ? Static<R> : never;
+
+/**
+ * Checks a value against a schema: the compiled TypeBox check is the fast path, and only a value
+ * that fails it is walked again to produce serde's exact error text.
+ */
+export class SchemaValidator<S extends TSchema> {
+  private readonly compiled: { Check(value: unknown): boolean };
+  constructor(readonly schema: S) {
+    this.compiled = Compile(schema);
+  }
+  check(value: unknown): value is Static<S> {
+    return this.compiled.Check(value);
+  }
+  /** The serde-style error for a value, or undefined when it is valid. */
+  explain(value: unknown): string | undefined {
+    if (this.compiled.Check(value)) return undefined;
+    return serdeError(this.schema as unknown as JsonSchema, value) ?? 'invalid value';
+  }
+}
+
+const validators = new WeakMap<TSchema, SchemaValidator<TSchema>>();
+
+export function validatorFor<S extends TSchema>(schema: S): SchemaValidator<S> {
+  let v = validators.get(schema);
+  if (!v) {
+    v = new SchemaValidator(schema);
+    validators.set(schema, v);
+  }
+  return v as SchemaValidator<S>;
+}

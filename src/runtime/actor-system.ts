@@ -1,0 +1,141 @@
+/**
+ * Addresses, delivery and asks. `tell` and `ask` look the same whether the receiver is a
+ * behaviour in this thread or a worker-hosted actor: both get the same msgpackr envelope.
+ */
+import { BrokerError, fromErrorData, toErrorData } from '../protocol/errors.js';
+import { createActorCodec, type ActorCodec } from '../codec/msgpack.js';
+import type { Logger } from '../util/logger.js';
+import { DEFAULT_SUPERVISION, type ActorContext, type Behaviour, type Message, type SpawnOptions } from './actor.js';
+import { ActorCell, type ActorHost } from './actor-cell.js';
+import { REPLY, type Envelope, type Reply, type ReplyMessage, type ReplyTo } from './envelope.js';
+
+/** The reserved address whose "mailbox" is the table of pending asks. */
+const ASK = '$ask';
+export const DEFAULT_MAILBOX_CAPACITY = 4096;
+
+export interface ActorSystemOptions {
+  log: Logger;
+  defaultCapacity?: number;
+  onEscalation?: (address: string, error: unknown) => void;
+}
+
+export class ActorSystem {
+  readonly codec: ActorCodec = createActorCodec();
+  private readonly cells = new Map<string, ActorCell>();
+  private readonly asks = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
+  private nextAsk = 0;
+  private readonly log: Logger;
+  private readonly defaultCapacity: number;
+
+  constructor(private readonly options: ActorSystemOptions) {
+    this.log = options.log;
+    this.defaultCapacity = options.defaultCapacity ?? DEFAULT_MAILBOX_CAPACITY;
+  }
+
+  /** Spawns an actor whose behaviour runs in this thread; `create` is called again on restart. */
+  spawn(address: string, create: () => Behaviour, options: SpawnOptions = {}): void {
+    const ctx: ActorContext = { self: address, system: this };
+    let behaviour = create();
+    const host: ActorHost = {
+      process: (bytes) => behaviour.receive(this.codec.decode<Message>(bytes), ctx),
+      restart: () => {
+        behaviour.stopped?.();
+        behaviour = create();
+      },
+      stop: () => behaviour.stopped?.(),
+    };
+    this.spawnHost(address, host, options);
+  }
+
+  /** Spawns an actor backed by another host (for example a task in the worker pool). */
+  spawnHost(address: string, host: ActorHost, options: SpawnOptions = {}): void {
+    if (this.cells.has(address)) throw new BrokerError('INVALID_INPUT', `actor ${address} already exists`);
+    const cell = new ActorCell(
+      address,
+      host,
+      options.capacity ?? this.defaultCapacity,
+      options.concurrency ?? 1,
+      { ...DEFAULT_SUPERVISION, ...options.supervision },
+      {
+        deliverReply: (replyTo, reply) => this.deliverReply(replyTo, reply),
+        escalate: (addr, error) => {
+          this.cells.delete(addr);
+          this.options.onEscalation?.(addr, error);
+        },
+      },
+      this.log,
+    );
+    this.cells.set(address, cell);
+  }
+
+  has(address: string): boolean {
+    return this.cells.has(address);
+  }
+
+  mailboxDepth(address: string): number {
+    return this.cells.get(address)?.depth ?? 0;
+  }
+
+  /**
+   * Fire-and-forget. Throws MAILBOX_FULL past the receiver's bound (unless `force`, kept for answers
+   * to work already accepted) and ACTOR_NOT_FOUND when nobody lives at the address.
+   */
+  tell(to: string, type: string, body: unknown, replyTo?: ReplyTo, force = false): void {
+    const cell = this.cells.get(to);
+    if (!cell) throw new BrokerError('ACTOR_NOT_FOUND', `no actor at ${to}`);
+    const envelope: Envelope = replyTo ? { to, type, body, replyTo } : { to, type, body };
+    cell.enqueue(this.codec.encode(envelope), replyTo, force);
+  }
+
+  /** Request/response between actors; the promise settles with the receiver's reply. */
+  ask<T = unknown>(to: string, type: string, body: unknown): Promise<T> {
+    const correlation = this.nextAsk++;
+    return new Promise<T>((resolve, reject) => {
+      this.asks.set(correlation, { resolve: resolve as (v: unknown) => void, reject });
+      try {
+        this.tell(to, type, body, { address: ASK, correlation });
+      } catch (e) {
+        this.asks.delete(correlation);
+        reject(e as Error);
+      }
+    });
+  }
+
+  /** Routes a reply to the pending ask or to the actor that asked. Replies are never refused. */
+  deliverReply(replyTo: ReplyTo, reply: Reply): void {
+    if (replyTo.address === ASK) {
+      const pending = this.asks.get(replyTo.correlation as number);
+      if (!pending) return;
+      this.asks.delete(replyTo.correlation as number);
+      if (reply.ok) pending.resolve(reply.value);
+      else pending.reject(fromErrorData(reply.error));
+      return;
+    }
+    const cell = this.cells.get(replyTo.address);
+    if (!cell || cell.isStopped) {
+      this.log.debug({ to: replyTo.address }, 'reply dropped: the asking actor is gone');
+      return;
+    }
+    const body: ReplyMessage = { correlation: replyTo.correlation, reply };
+    cell.enqueue(this.codec.encode({ to: replyTo.address, type: REPLY, body }), undefined, true);
+  }
+
+  /** Stops an actor; whatever it still held gets an ACTOR_STOPPED error reply. */
+  stop(address: string): void {
+    const cell = this.cells.get(address);
+    if (!cell) return;
+    this.cells.delete(address);
+    cell.stop();
+  }
+
+  stopAll(): void {
+    for (const address of [...this.cells.keys()]) this.stop(address);
+    for (const [, pending] of this.asks) pending.reject(new BrokerError('ACTOR_STOPPED', 'actor system stopped'));
+    this.asks.clear();
+  }
+}
+
+/** Turns an error into the plain data a reply carries (used by hosts that reply by hand). */
+export function errorReply(e: unknown): Reply {
+  return { ok: false, error: toErrorData(e) };
+}

@@ -1,0 +1,44 @@
+/**
+ * The piscina pool and the host that lets an actor live in it. Under tsx (tests, dev) the pool
+ * loads the `.ts` worker and inherits tsx's loader; built code loads the compiled `.js`.
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { fromErrorData } from '../protocol/errors.js';
+import type { ActorCodec } from '../codec/msgpack.js';
+import type { ActorHost } from './actor-cell.js';
+import type { Reply } from './envelope.js';
+
+export function workerUrl(relativeJs: string): string {
+  const dev = import.meta.url.endsWith('.ts');
+  return new URL(dev ? relativeJs.replace(/\.js$/, '.ts') : relativeJs, import.meta.url).href;
+}
+
+export function createWorkerPool(options: { maxThreads?: number } = {}): Piscina {
+  const maxThreads = options.maxThreads ?? Math.max(1, Math.min(4, availableParallelism()));
+  return new Piscina({
+    filename: workerUrl('../../workers/actor.worker.js'),
+    minThreads: 1,
+    maxThreads,
+    concurrentTasksPerWorker: 4,
+    idleTimeout: 30_000,
+  });
+}
+
+/**
+ * Hosts an actor in the pool: each envelope becomes one task, and the worker answers with an
+ * encoded Result. A Result error is an ordinary error reply; a task that throws or whose worker
+ * dies is a failure for supervision (piscina replaces the worker, so a restart has nothing to do).
+ */
+export function poolHost(pool: Piscina, codec: ActorCodec): ActorHost {
+  return {
+    process: async (bytes) => {
+      const out = (await pool.run(bytes, { name: 'receive' })) as Uint8Array;
+      const reply = codec.decode<Reply>(out);
+      if (reply.ok) return reply.value;
+      throw fromErrorData(reply.error);
+    },
+    restart: () => {},
+    stop: () => {},
+  };
+}
