@@ -9,15 +9,21 @@ import type { ActorCodec } from '../codec/msgpack.js';
 import type { ActorHost } from './actor-cell.js';
 import type { Reply } from './envelope.js';
 
-export function workerUrl(relativeJs: string): string {
-  const dev = import.meta.url.endsWith('.ts');
-  return new URL(dev ? relativeJs.replace(/\.js$/, '.ts') : relativeJs, import.meta.url).href;
+const WORKER = '../../workers/actor.worker.js';
+
+/** Built code runs the compiled worker; under tsx a bootstrap loads the TypeScript source. */
+function workerEntry(): { filename: string; workerData?: { tsWorker: string } } {
+  if (!import.meta.url.endsWith('.ts')) return { filename: new URL(WORKER, import.meta.url).href };
+  return {
+    filename: new URL('../../workers/tsx-bootstrap.mjs', import.meta.url).href,
+    workerData: { tsWorker: new URL(WORKER.replace(/\.js$/, '.ts'), import.meta.url).href },
+  };
 }
 
 export function createWorkerPool(options: { maxThreads?: number } = {}): Piscina {
   const maxThreads = options.maxThreads ?? Math.max(1, Math.min(4, availableParallelism()));
   return new Piscina({
-    filename: workerUrl('../../workers/actor.worker.js'),
+    ...workerEntry(),
     minThreads: 1,
     maxThreads,
     concurrentTasksPerWorker: 4,
