@@ -50,6 +50,7 @@ function requestOf(event: ConnectionEvent): DecodedRequest | undefined {
 
 /** Effects are no-ops here; the connection actor (and tests) provide the real ones. */
 export const connectionMachine = setup({
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- XState reads its types from this assertion
   types: {} as { context: ConnectionContext; events: ConnectionEvent },
   actions: {
     replyError: (_, _params: { id: RequestId; message: string }) => {},

@@ -12,7 +12,6 @@ import {
   encodeResponse,
   encodeServerRequest,
 } from '../../src/protocol/jsonrpc.js';
-import type { RequestId } from '../../src/protocol/request-id.js';
 
 export const WIRE_NOTIFY = 'wire.notify';
 export const WIRE_REQUEST = 'wire.request';
@@ -35,7 +34,7 @@ export function wireBehaviour(send: (text: string) => void): Behaviour {
       switch (message.type) {
         case REPLY: {
           const { correlation, reply } = message.body as ReplyMessage;
-          const id = correlation as RequestId;
+          const id = correlation;
           send(
             reply.ok
               ? encodeResponse(id, JSON.stringify(reply.value ?? null))

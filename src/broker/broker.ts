@@ -209,10 +209,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
       log: this.log,
       nextServerRequestId: () => this.nextServerRequestId++,
       initializeResult: (s: Session) => this.serverInfo.initializeResult(s.clientName, s.clientVersion),
-      dispatch: async (method, params, session) => {
+      dispatch: (method, params, session) => {
         const ctx: HandlerContext = { connectionId: record.id, session };
         const handler = handlers[method as CallMethod] as (p: unknown, c: HandlerContext) => unknown;
-        return handler(params, ctx);
+        // Synchronous throws become rejections, so every handler error is an error reply.
+        return Promise.resolve().then(() => handler(params, ctx));
       },
       serverRequestTimeoutMs: (method) => this.serverRequestTimeouts[method],
       onStateChange: (state) => {

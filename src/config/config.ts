@@ -114,7 +114,7 @@ function readConfigToml(path: string): Record<string, unknown> {
     throw new ConfigError(`cannot read ${path}: ${(e as Error).message}`);
   }
   try {
-    return parseToml(text) as Record<string, unknown>;
+    return parseToml(text);
   } catch (e) {
     throw new ConfigError(`${path} is not valid TOML: ${(e as Error).message}`);
   }

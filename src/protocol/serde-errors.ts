@@ -114,7 +114,7 @@ function visitUnion(schema: JsonSchema, branches: JsonSchema[], value: unknown):
   const tag = commonTag(nonNull);
   if (tag) {
     if (!isPlainObject(value)) {
-      return invalidType(value, `internally tagged enum ${String(schema.title ?? 'Enum')}`);
+      return invalidType(value, `internally tagged enum ${titleOf(schema)}`);
     }
     if (!(tag in value)) return missingField(tag);
     const names = nonNull.map((b) => (b.properties as Record<string, JsonSchema>)[tag]!.const as string);
@@ -126,7 +126,7 @@ function visitUnion(schema: JsonSchema, branches: JsonSchema[], value: unknown):
   }
   // An untagged union: serde tries each branch and reports a generic failure.
   if (branches.some((b) => visit(b, value) === undefined)) return undefined;
-  return `data did not match any variant of untagged enum ${String(schema.title ?? 'Enum')}`;
+  return `data did not match any variant of untagged enum ${titleOf(schema)}`;
 }
 
 function commonTag(branches: JsonSchema[]): string | undefined {
@@ -138,6 +138,10 @@ function commonTag(branches: JsonSchema[]): string | undefined {
       return p !== undefined && typeof p.const === 'string';
     }),
   );
+}
+
+function titleOf(schema: JsonSchema): string {
+  return typeof schema.title === 'string' ? schema.title : 'Enum';
 }
 
 function structName(schema: JsonSchema): string {

@@ -91,12 +91,12 @@ export class ActorSystem {
   ask<T = unknown>(to: string, type: string, body: unknown): Promise<T> {
     const correlation = this.nextAsk++;
     return new Promise<T>((resolve, reject) => {
-      this.asks.set(correlation, { resolve: resolve as (v: unknown) => void, reject });
+      this.asks.set(correlation, { resolve, reject });
       try {
         this.tell(to, type, body, { address: ASK, correlation });
       } catch (e) {
         this.asks.delete(correlation);
-        reject(e as Error);
+        reject(e instanceof Error ? e : new Error(String(e)));
       }
     });
   }

@@ -22,7 +22,7 @@ export class WebSocketTransport implements Transport {
         this.log.error('dropped a binary WebSocket frame: messages are JSON text frames');
         return;
       }
-      sink.message(Array.isArray(data) ? Buffer.concat(data).toString('utf8') : data.toString());
+      sink.message(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8'));
     });
     this.socket.on('close', () => sink.closed());
     this.socket.on('error', (err) => this.log.warn({ err: err.message }, 'WebSocket error'));

@@ -18,7 +18,10 @@ function recorder(client: InProcessClient) {
   const waiters: { match: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void }[] = [];
   client.on('message', (m) => {
     seen.push(m);
-    for (const w of waiters.splice(0)) (w.match(m) ? w.resolve(m) : waiters.push(w));
+    for (const w of waiters.splice(0)) {
+      if (w.match(m)) w.resolve(m);
+      else waiters.push(w);
+    }
   });
   const next = (match: (m: Record<string, unknown>) => boolean) =>
     new Promise<Record<string, unknown>>((resolve) => {
