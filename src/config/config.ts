@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { ServerRequests } from '../protocol/methods/index.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -32,8 +33,8 @@ export const DEFAULT_SETTINGS: GatehouseSettings = {
   maxLineBytes: 8 * 1024 * 1024,
   mailboxCapacity: 4096,
   shutdownTimeoutMs: 5_000,
-  attestationTimeoutMs: 100,
-  chatgptAuthTokensRefreshTimeoutMs: 10_000,
+  attestationTimeoutMs: ServerRequests['attestation/generate'].timeoutMs,
+  chatgptAuthTokensRefreshTimeoutMs: ServerRequests['account/chatgptAuthTokens/refresh'].timeoutMs,
   workerThreads: 2,
 };
 
