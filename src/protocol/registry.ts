@@ -34,7 +34,8 @@ export interface ServerRequestDef<P extends TSchema = TSchema, R extends TSchema
   readonly result: R;
   /** How long the client has to answer before the request fails locally. */
   readonly timeoutMs: number;
-  readonly version: SchemaVersion;
+  /** Omitted for types codex writes at the top level of its schema output. */
+  readonly version?: SchemaVersion;
 }
 
 export interface NotificationDef<P extends TSchema = TSchema> {

@@ -48,7 +48,9 @@ const JSONRPCRequest = Type.Object(
     id: RequestId,
     method: Type.String(),
     params: Type.Optional(Type.Unknown()),
-    trace: Type.Optional(Type.Union([W3cTraceContext, Type.Null()], { description: 'W3C Trace Context, if any.' })),
+    trace: Type.Optional(
+      Type.Union([W3cTraceContext, Type.Null()], { description: 'W3C Trace Context, if any.' }),
+    ),
   },
   { title: 'JSONRPCRequest', description: 'A request; the peer answers with a response or an error.' },
 );
@@ -57,7 +59,10 @@ const JSONRPCNotification = Type.Object(
     method: Type.String(),
     params: Type.Optional(Type.Unknown()),
     emittedAtMs: Type.Optional(
-      Type.Integer({ format: 'int64', description: 'Unix time in ms, stamped on every server notification.' }),
+      Type.Integer({
+        format: 'int64',
+        description: 'Unix time in ms, stamped on every server notification.',
+      }),
     ),
   },
   { title: 'JSONRPCNotification', description: 'A message that gets no answer.' },
@@ -78,7 +83,14 @@ const JSONRPCMessage = Type.Union([JSONRPCRequest, JSONRPCNotification, JSONRPCR
   title: 'JSONRPCMessage',
   description: 'Any message on the wire, in either direction (the `jsonrpc` member is never written).',
 });
-const ENVELOPE = [JSONRPCMessage, JSONRPCRequest, JSONRPCNotification, JSONRPCResponse, JSONRPCError, JSONRPCErrorError];
+const ENVELOPE = [
+  JSONRPCMessage,
+  JSONRPCRequest,
+  JSONRPCNotification,
+  JSONRPCResponse,
+  JSONRPCError,
+  JSONRPCErrorError,
+];
 
 /** Collects named schemas; the same title used for two different schemas is a registry bug. */
 class Catalog {
@@ -116,13 +128,20 @@ class Catalog {
   private walk(node: JsonObject, version: SchemaVersion | undefined): JsonObject {
     const sub = (s: Json): Json => {
       if (!isObject(s)) return s; // `true`/`false` schemas
-      return typeof s.title === 'string' ? { $ref: REF_PREFIX + this.add(s, version, false) } : this.walk(s, version);
+      return typeof s.title === 'string'
+        ? { $ref: REF_PREFIX + this.add(s, version, false) }
+        : this.walk(s, version);
     };
     const out: JsonObject = {};
     for (const [key, value] of Object.entries(node)) {
       if ((key === 'properties' || key === 'definitions') && isObject(value)) {
         out[key] = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, sub(v)]));
-      } else if (key === 'anyOf' || key === 'oneOf' || key === 'allOf' || (key === 'items' && Array.isArray(value))) {
+      } else if (
+        key === 'anyOf' ||
+        key === 'oneOf' ||
+        key === 'allOf' ||
+        (key === 'items' && Array.isArray(value))
+      ) {
         out[key] = (value as Json[]).map(sub);
       } else if (key === 'items' || key === 'additionalProperties' || key === 'not') {
         out[key] = sub(value);
@@ -142,11 +161,12 @@ class Catalog {
  */
 export function buildCatalog(options: { experimental: boolean }): Map<string, NamedSchema> {
   const catalog = new Catalog();
-  const add = (schema: TSchema, version: SchemaVersion | undefined) => catalog.add(plain(schema), version, true);
+  const add = (schema: TSchema, version: SchemaVersion | undefined) =>
+    catalog.add(plain(schema), version, true);
   add(RequestId, undefined);
   for (const schema of ENVELOPE) add(schema, undefined);
 
-  const requestVariants = (defs: Record<string, ClientDefLike>) =>
+  const requestVariants = (defs: Record<string, RegistryEntry>) =>
     Object.entries(defs)
       .filter(([, def]) => options.experimental || !def.experimental)
       .map(([method, def]) => {
@@ -154,7 +174,7 @@ export function buildCatalog(options: { experimental: boolean }): Map<string, Na
         if (def.result) add(def.result, def.version);
         return variant(method, 'Request', params, def.paramsRequired ?? true);
       });
-  const notificationVariants = (defs: Record<string, ClientDefLike>) =>
+  const notificationVariants = (defs: Record<string, RegistryEntry>) =>
     Object.entries(defs)
       .filter(([, def]) => options.experimental || !def.experimental)
       .map(([method, def]) =>
@@ -168,16 +188,24 @@ export function buildCatalog(options: { experimental: boolean }): Map<string, Na
     catalog.addBuilt(name, { description, oneOf });
   union('ClientRequest', 'A request sent by the client.', requestVariants(ClientRequests));
   union('ServerRequest', 'A request sent by the server.', requestVariants(ServerRequests));
-  union('ServerNotification', 'A notification sent by the server.', notificationVariants(ServerNotifications));
-  union('ClientNotification', 'A notification sent by the client.', notificationVariants(ClientNotifications));
+  union(
+    'ServerNotification',
+    'A notification sent by the server.',
+    notificationVariants(ServerNotifications),
+  );
+  union(
+    'ClientNotification',
+    'A notification sent by the client.',
+    notificationVariants(ClientNotifications),
+  );
   return catalog.named;
 }
 
 /** The fields the generators read, common to the three kinds of registry entry. */
-interface ClientDefLike {
+interface RegistryEntry {
   readonly params: TSchema;
   readonly result?: TSchema;
-  readonly version: SchemaVersion;
+  readonly version?: SchemaVersion;
   readonly experimental?: boolean;
   readonly paramsRequired?: boolean;
 }

@@ -23,7 +23,10 @@ export async function writeTypeScript(outDir: string, options: { experimental: b
     const imports = [...refs]
       .filter((r) => r !== schema.name)
       .sort()
-      .map((r) => `import type { ${r} } from ${JSON.stringify(importPath(file, relativeFile(named.get(r)!, '.ts')))};\n`)
+      .map(
+        (r) =>
+          `import type { ${r} } from ${JSON.stringify(importPath(file, relativeFile(named.get(r)!, '.ts')))};\n`,
+      )
       .join('');
     await writeSource(outDir, file, HEADER + imports + (imports ? '\n' : '') + declaration);
     exports.push(`export type { ${schema.name} } from ${JSON.stringify(importPath('index.ts', file))};\n`);
@@ -68,7 +71,8 @@ function printType(schema: Json, indent: string, refs: Set<string>): string {
   if (Array.isArray(schema.enum)) return schema.enum.map((v) => JSON.stringify(v)).join(' | ');
   if (Array.isArray(schema.anyOf)) return union(schema.anyOf);
   if (Array.isArray(schema.oneOf)) return union(schema.oneOf);
-  if (Array.isArray(schema.allOf)) return schema.allOf.map((m) => `(${printType(m, indent, refs)})`).join(' & ');
+  if (Array.isArray(schema.allOf))
+    return schema.allOf.map((m) => `(${printType(m, indent, refs)})`).join(' & ');
   // `type: ["string", "null"]`: one member per type, sharing the other keywords.
   if (Array.isArray(schema.type)) return union(schema.type.map((type) => ({ ...schema, type })));
   switch (schema.type) {
@@ -101,7 +105,10 @@ function printObject(schema: JsonObject, indent: string, refs: Set<string>): str
   const members = properties.map(([key, value]) => {
     const description = isObject(value) ? value.description : undefined;
     const optional = required.has(key) ? '' : '?';
-    return { doc: doc(description, inner), text: `${propertyKey(key)}${optional}: ${printType(value, inner, refs)}` };
+    return {
+      doc: doc(description, inner),
+      text: `${propertyKey(key)}${optional}: ${printType(value, inner, refs)}`,
+    };
   });
   // The index signature must admit every named member's type, so it is `unknown` when there are any.
   if (hasExtra) {

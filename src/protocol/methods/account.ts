@@ -19,8 +19,9 @@ export const PlanType = Type.Union(
 
 export const AccountUpdatedNotification = Type.Object(
   {
-    authMode: Type.Union([AuthMode, Type.Null()]),
-    planType: Type.Union([PlanType, Type.Null()]),
+    // Optional in codex's schema, though codex always sends both (null when unknown).
+    authMode: Type.Optional(Type.Union([AuthMode, Type.Null()])),
+    planType: Type.Optional(Type.Union([PlanType, Type.Null()])),
   },
   { title: 'AccountUpdatedNotification' },
 );
@@ -47,7 +48,6 @@ export const accountServerRequests = {
     params: ChatgptAuthTokensRefreshParams,
     result: ChatgptAuthTokensRefreshResponse,
     timeoutMs: 10_000,
-    version: 'v2',
   }),
 };
 

@@ -13,6 +13,5 @@ export const attestationServerRequests = {
     params: AttestationGenerateParams,
     result: AttestationGenerateResponse,
     timeoutMs: 100,
-    version: 'v2',
   }),
 };
