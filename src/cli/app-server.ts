@@ -28,7 +28,10 @@ export async function runAppServer(options: { overrides: string[]; listen: strin
   });
   const reason = await done;
   log.info({ reason, inFlight: broker.inFlight }, 'shutting down');
-  await listener?.close();
+  // The listener stops accepting at once, but its close settles only when every socket is gone,
+  // and the broker is what closes them: start both, then wait for both.
+  const listenerClosed = listener?.close();
   await broker.close(config.settings.shutdownTimeoutMs);
+  await listenerClosed;
   return 0;
 }
