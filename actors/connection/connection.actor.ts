@@ -11,7 +11,13 @@ import type { RequestId } from '../../src/protocol/request-id.js';
 import { ServerRequests, type ServerRequestMethod } from '../../src/protocol/methods/index.js';
 import { validatorFor } from '../../src/protocol/registry.js';
 import type { Logger } from '../../src/util/logger.js';
-import { connectionMachine, lifecycleOf, type LifecycleState, type Session } from './connection.machine.js';
+import {
+  connectionMachine,
+  lifecycleOf,
+  type ConnectionEffects,
+  type LifecycleState,
+  type Session,
+} from './connection.machine.js';
 import { WIRE_NOTIFY, WIRE_REQUEST, type WireNotification, type WireServerRequest } from './wire.actor.js';
 
 /** Message types the connection actor accepts. */
@@ -82,34 +88,34 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
   let outcome: Outcome | undefined;
   let lastState: LifecycleState = 'uninitialized';
 
-  const machine: Actor<typeof connectionMachine> = createActor(
-    connectionMachine.provide({
-      actions: {
-        replyError: (_, { message }) => {
-          outcome = { kind: 'error', error: invalidRequest(message) };
-        },
-        replyInitialize: (_, { session }) => {
-          outcome = { kind: 'result', value: deps.initializeResult(session) };
-        },
-        dispatch: (_, { request, session }) => {
-          outcome = { kind: 'dispatched', promise: deps.dispatch(request.method, request.params, session) };
-        },
-        expireServerRequest: (_, { key }) => {
-          const id = Number(key);
-          const p = pending.get(id);
-          if (!p) return;
-          pending.delete(id);
-          log.warn({ connection: deps.connectionId, id, method: p.method }, 'server request timed out');
-          p.reject(new BrokerError('REQUEST_TIMEOUT', `${p.method} was not answered in time`));
-        },
-        closeConnection: () => {
-          for (const [, p] of pending) p.reject(new BrokerError('CONNECTION_CLOSED', 'connection closed'));
-          pending.clear();
-        },
-      },
-    }),
-    deps.clock ? { clock: deps.clock } : {},
-  );
+  // The machine decides; these effects record its decision for `receive` to return.
+  const effects: ConnectionEffects = {
+    replyError: ({ message }) => {
+      outcome = { kind: 'error', error: invalidRequest(message) };
+    },
+    replyInitialize: ({ session }) => {
+      outcome = { kind: 'result', value: deps.initializeResult(session) };
+    },
+    dispatch: ({ request, session }) => {
+      outcome = { kind: 'dispatched', promise: deps.dispatch(request.method, request.params, session) };
+    },
+    expireServerRequest: ({ key }) => {
+      const id = Number(key);
+      const p = pending.get(id);
+      if (!p) return;
+      pending.delete(id);
+      log.warn({ connection: deps.connectionId, id, method: p.method }, 'server request timed out');
+      p.reject(new BrokerError('REQUEST_TIMEOUT', `${p.method} was not answered in time`));
+    },
+    closeConnection: () => {
+      for (const [, p] of pending) p.reject(new BrokerError('CONNECTION_CLOSED', 'connection closed'));
+      pending.clear();
+    },
+  };
+  const machine: Actor<typeof connectionMachine> = createActor(connectionMachine, {
+    input: { effects },
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  });
   machine.subscribe((snapshot) => {
     const state = lifecycleOf(snapshot.value);
     if (state !== lastState) {

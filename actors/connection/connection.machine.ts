@@ -4,7 +4,8 @@
  * Each `rpc.request` event carries an already-decoded request; the guarded transitions below are
  * spec A.6 in order: (1) decode failure, (2) init gate, (3) experimental gate, (4) dispatch.
  * Deadlines of server->client requests are delayed events, so tests move time with a
- * SimulatedClock. Effects (replies, dispatch, expiry) are injected with `.provide()`.
+ * SimulatedClock. Effects (replies, dispatch, expiry) come in as the actor's input, so the machine
+ * is built once and shared by every connection.
  */
 import { assign, enqueueActions, setup } from 'xstate';
 import type { DecodedRequest } from '../../src/protocol/request-decoder.js';
@@ -40,24 +41,34 @@ export type ConnectionEvent =
   | { type: 'serverRequest.timedOut'; key: string }
   | { type: 'transport.closed' };
 
+/** What the machine does to the outside world; each connection actor supplies its own. */
+export interface ConnectionEffects {
+  replyError(p: { id: RequestId; message: string }): void;
+  replyInitialize(p: { request: InitializeRequest; session: Session }): void;
+  dispatch(p: { request: CallRequest; session: Session }): void;
+  expireServerRequest(p: { key: string }): void;
+  closeConnection(): void;
+}
+
 export interface ConnectionContext {
   session: Session | null;
+  effects: ConnectionEffects;
 }
 
 function requestOf(event: ConnectionEvent): DecodedRequest | undefined {
   return event.type === 'rpc.request' ? event.request : undefined;
 }
 
-/** Effects are no-ops here; the connection actor (and tests) provide the real ones. */
 export const connectionMachine = setup({
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- XState reads its types from this assertion
-  types: {} as { context: ConnectionContext; events: ConnectionEvent },
+  types: {} as { context: ConnectionContext; events: ConnectionEvent; input: { effects: ConnectionEffects } },
   actions: {
-    replyError: (_, _params: { id: RequestId; message: string }) => {},
-    replyInitialize: (_, _params: { request: InitializeRequest; session: Session }) => {},
-    dispatch: (_, _params: { request: CallRequest; session: Session }) => {},
-    expireServerRequest: (_, _params: { key: string }) => {},
-    closeConnection: () => {},
+    replyError: ({ context }, p: { id: RequestId; message: string }) => context.effects.replyError(p),
+    replyInitialize: ({ context }, p: { request: InitializeRequest; session: Session }) =>
+      context.effects.replyInitialize(p),
+    dispatch: ({ context }, p: { request: CallRequest; session: Session }) => context.effects.dispatch(p),
+    expireServerRequest: ({ context }, p: { key: string }) => context.effects.expireServerRequest(p),
+    closeConnection: ({ context }) => context.effects.closeConnection(),
   },
   guards: {
     isUndecodable: ({ event }) => requestOf(event)?.kind === 'invalid',
@@ -74,7 +85,7 @@ export const connectionMachine = setup({
 }).createMachine({
   id: 'connection',
   initial: 'uninitialized',
-  context: { session: null },
+  context: ({ input }) => ({ session: null, effects: input.effects }),
   on: {
     'serverRequest.sent': {
       actions: enqueueActions(({ enqueue, event }) => {
@@ -152,6 +163,7 @@ export const connectionMachine = setup({
 
 /** Request handling once initialized; the same in initialized, authenticated and attested. */
 function readyRequestTransitions() {
+  // Typed loosely here and checked where the array is used by the machine config.
   return [
     {
       guard: 'isUndecodable' as const,

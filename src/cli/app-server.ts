@@ -2,7 +2,7 @@
 import { createBroker } from '../broker/broker.js';
 import { loadConfig } from '../config/config.js';
 import { StdioTransport } from '../transport/stdio-transport.js';
-import { listenWebSocket, type WebSocketListener } from '../transport/websocket-listener.js';
+import type { WebSocketListener } from '../transport/websocket-listener.js';
 import { createLogger } from '../util/logger.js';
 
 export async function runAppServer(options: { overrides: string[]; listen: string }): Promise<number> {
@@ -17,6 +17,7 @@ export async function runAppServer(options: { overrides: string[]; listen: strin
     stdio = new StdioTransport(config.settings.maxLineBytes, log);
     broker.connect(stdio);
   } else {
+    const { listenWebSocket } = await import('../transport/websocket-listener.js');
     listener = await listenWebSocket(broker, options.listen);
     log.info({ url: listener.url }, `listening on ${listener.url}`);
   }

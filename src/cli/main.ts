@@ -4,9 +4,8 @@
  * (demo, help); everything else goes to stderr.
  */
 import { parseArgs } from 'node:util';
-import { runAppServer } from './app-server.js';
-import { runDemo } from './demo.js';
-import { runGenerateJsonSchema, runGenerateTs } from './generate.js';
+
+// Commands are imported when chosen: a host spawning `app-server` should not pay for the rest.
 
 const USAGE = `Usage: gatehouse <command> [options]
 
@@ -70,7 +69,7 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write('Usage: gatehouse demo\n\nStarts `gatehouse app-server` and shows a handshake, bad input and its answers.\n');
         return 0;
       }
-      return runDemo();
+      return (await import('./demo.js')).runDemo();
     default:
       process.stderr.write(`gatehouse: unknown command '${command}'\n\n${USAGE}`);
       return 2;
@@ -93,6 +92,7 @@ async function appServer(args: string[]): Promise<number> {
       return 0;
     }
     if (!values.out) throw new UsageError(`${sub} needs --out DIR\n\n${GENERATE_USAGE}`);
+    const { runGenerateJsonSchema, runGenerateTs } = await import('./generate.js');
     const written =
       sub === 'generate-json-schema'
         ? await runGenerateJsonSchema(values.out, values.experimental)
@@ -112,6 +112,7 @@ async function appServer(args: string[]): Promise<number> {
     process.stdout.write(APP_SERVER_USAGE);
     return 0;
   }
+  const { runAppServer } = await import('./app-server.js');
   return runAppServer({ overrides: values.config, listen: values.listen });
 }
 

@@ -1,8 +1,12 @@
 /**
  * The one envelope codec, shared by the main thread and workers. Records are off (useRecords:
  * false) because envelopes are small and short-lived, and mismatched shared structures across a
- * thread boundary fail in confusing ways. `pack()` returns a view of a reused buffer, so every
- * encoded envelope is copied into a buffer its owner keeps.
+ * thread boundary fail in confusing ways.
+ *
+ * `encode()` returns a view into msgpackr's pooled buffer. msgpackr never writes over bytes it
+ * has returned (it starts a fresh buffer when one fills), so a view may sit in a mailbox as is.
+ * It must not cross a thread as is, though: structured clone would copy the whole pooled buffer,
+ * and transferring it would detach the encoder's own memory. `forThread()` makes the exact-size copy.
  */
 import { Packr } from 'msgpackr';
 
@@ -14,7 +18,12 @@ export interface ActorCodec {
 export function createActorCodec(): ActorCodec {
   const packr = new Packr({ useRecords: false, moreTypes: false });
   return {
-    encode: (value) => new Uint8Array(packr.pack(value)),
+    encode: (value) => packr.pack(value),
     decode: <T>(bytes: Uint8Array) => packr.unpack(bytes) as T,
   };
+}
+
+/** An exact-size copy of encoded bytes, safe to post to another thread. */
+export function forThread(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
 }

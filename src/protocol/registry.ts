@@ -4,7 +4,6 @@
  * derive from these declarations.
  */
 import type { Static, TSchema } from 'typebox';
-import { Compile } from 'typebox/compile';
 import { serdeError, type JsonSchema } from './serde-errors.js';
 
 /** Which generated-schema folder a type belongs to, as in codex (`v1/`, `v2/`). */
@@ -70,21 +69,18 @@ export type ParamsOf<D> = D extends { params: infer P extends TSchema } ? Static
 export type ResultOf<D> = D extends { result: infer R extends TSchema } ? Static<R> : never;
 
 /**
- * Checks a value against a schema: the compiled TypeBox check is the fast path, and only a value
- * that fails it is walked again to produce serde's exact error text.
+ * Checks a value against a schema with the serde-style walker, which both validates and words the
+ * error exactly as codex would. It is the only validator at run time (TypeBox's compiler costs
+ * a tenth of a second at start-up); a property test holds it to TypeBox's own check.
  */
 export class SchemaValidator<S extends TSchema> {
-  private readonly compiled: { Check(value: unknown): boolean };
-  constructor(readonly schema: S) {
-    this.compiled = Compile(schema);
-  }
+  constructor(readonly schema: S) {}
   check(value: unknown): value is Static<S> {
-    return this.compiled.Check(value);
+    return this.explain(value) === undefined;
   }
   /** The serde-style error for a value, or undefined when it is valid. */
   explain(value: unknown): string | undefined {
-    if (this.compiled.Check(value)) return undefined;
-    return serdeError(this.schema as unknown as JsonSchema, value) ?? 'invalid value';
+    return serdeError(this.schema as unknown as JsonSchema, value);
   }
 }
 

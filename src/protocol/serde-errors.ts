@@ -3,7 +3,7 @@
  * `invalid type: string "nope", expected struct GetAccountParams`, ``missing field `clientInfo` ``,
  * ``unknown variant `bogus`, expected one of `apiKey`, ...``. This module walks one of our
  * TypeBox (JSON Schema) definitions the way serde walks a Rust type and reports the first error
- * serde would report. It only runs after the fast TypeBox check has failed.
+ * serde would report, or nothing when the value is valid.
  *
  * Shapes understood (the subset our registry uses):
  *   object with `title`  -> struct (entries visited in input order, then missing fields in

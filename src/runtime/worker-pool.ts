@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { fromErrorData } from '../protocol/errors.js';
-import type { ActorCodec } from '../codec/msgpack.js';
+import { forThread, type ActorCodec } from '../codec/msgpack.js';
 import type { ActorHost } from './actor-cell.js';
 import type { Reply } from './envelope.js';
 
@@ -39,7 +39,7 @@ export function createWorkerPool(options: { maxThreads?: number } = {}): Piscina
 export function poolHost(pool: Piscina, codec: ActorCodec): ActorHost {
   return {
     process: async (bytes) => {
-      const out = (await pool.run(bytes, { name: 'receive' })) as Uint8Array;
+      const out = (await pool.run(forThread(bytes), { name: 'receive' })) as Uint8Array;
       const reply = codec.decode<Reply>(out);
       if (reply.ok) return reply.value;
       throw fromErrorData(reply.error);

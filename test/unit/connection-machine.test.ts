@@ -14,18 +14,18 @@ type Effect =
 function start() {
   const effects: Effect[] = [];
   const clock = new SimulatedClock();
-  const actor = createActor(
-    connectionMachine.provide({
-      actions: {
-        replyError: (_, p) => effects.push({ effect: 'replyError', id: p.id, message: p.message }),
-        replyInitialize: (_, p) => effects.push({ effect: 'replyInitialize', id: p.request.id, session: p.session }),
-        dispatch: (_, p: { request: CallRequest }) => effects.push({ effect: 'dispatch', method: p.request.method }),
-        expireServerRequest: (_, p) => effects.push({ effect: 'expire', key: p.key }),
+  const actor = createActor(connectionMachine, {
+    clock,
+    input: {
+      effects: {
+        replyError: (p) => effects.push({ effect: 'replyError', id: p.id, message: p.message }),
+        replyInitialize: (p) => effects.push({ effect: 'replyInitialize', id: p.request.id, session: p.session }),
+        dispatch: (p: { request: CallRequest }) => effects.push({ effect: 'dispatch', method: p.request.method }),
+        expireServerRequest: (p) => effects.push({ effect: 'expire', key: p.key }),
         closeConnection: () => effects.push({ effect: 'close' }),
       },
-    }),
-    { clock },
-  ).start();
+    },
+  }).start();
   const send = (id: number | string, method: string, params?: unknown) =>
     actor.send({
       type: 'rpc.request',

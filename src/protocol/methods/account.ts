@@ -1,4 +1,4 @@
-import { Type } from 'typebox';
+import * as Type from 'typebox/type';
 import { defineNotification, defineServerRequest } from '../registry.js';
 
 export const AuthMode = Type.Union(

@@ -1,4 +1,4 @@
-import { Type } from 'typebox';
+import * as Type from 'typebox/type';
 import { defineServerRequest } from '../registry.js';
 
 export const AttestationGenerateParams = Type.Object({}, { title: 'AttestationGenerateParams' });

@@ -1,4 +1,4 @@
-import { Type } from 'typebox';
+import * as Type from 'typebox/type';
 import { defineClientRequest, defineNotification } from '../registry.js';
 
 export const ClientInfo = Type.Object(

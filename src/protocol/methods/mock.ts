@@ -1,4 +1,4 @@
-import { Type } from 'typebox';
+import * as Type from 'typebox/type';
 import { defineClientRequest } from '../registry.js';
 
 /** codex's test-only experimental method; it lets a client check the experimental gate. */
