@@ -5,8 +5,26 @@ export { StdioTransport } from './transport/stdio-transport.js';
 export { WebSocketTransport } from './transport/websocket-transport.js';
 export { listenWebSocket, type WebSocketListener } from './transport/websocket-listener.js';
 export type { Transport, TransportSink } from './transport/transport.js';
-export { loadConfig, ConfigError, DEFAULT_SETTINGS, type Config, type GatehouseSettings } from './config/config.js';
-export { ErrorCode, OVERLOADED_MESSAGE, ProtocolError, BrokerError, isProtocolError, isBrokerError } from './protocol/errors.js';
-export { ClientRequests, ServerRequests, ServerNotifications, ClientNotifications } from './protocol/methods/index.js';
+export {
+  loadConfig,
+  ConfigError,
+  DEFAULT_SETTINGS,
+  type Config,
+  type GatehouseSettings,
+} from './config/config.js';
+export {
+  ErrorCode,
+  OVERLOADED_MESSAGE,
+  ProtocolError,
+  BrokerError,
+  isProtocolError,
+  isBrokerError,
+} from './protocol/errors.js';
+export {
+  ClientRequests,
+  ServerRequests,
+  ServerNotifications,
+  ClientNotifications,
+} from './protocol/methods/index.js';
 export type { LifecycleState, Session } from '../actors/connection/connection.machine.js';
 export { createLogger, type Logger } from './util/logger.js';

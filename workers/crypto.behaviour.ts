@@ -27,13 +27,16 @@ function invalid(message: string): Reply {
 export const cryptoBehaviour = {
   /** base64url digest of the data. */
   digest(body: DigestRequest): Reply {
-    if (!ALGORITHMS.includes(body?.algorithm)) return invalid(`unsupported digest algorithm: ${String(body?.algorithm)}`);
-    if (typeof body.data !== 'string' && !(body.data instanceof Uint8Array)) return invalid('digest data must be bytes or a string');
+    if (!ALGORITHMS.includes(body?.algorithm))
+      return invalid(`unsupported digest algorithm: ${String(body?.algorithm)}`);
+    if (typeof body.data !== 'string' && !(body.data instanceof Uint8Array))
+      return invalid('digest data must be bytes or a string');
     return { ok: true, value: createHash(body.algorithm).update(body.data).digest('base64url') };
   },
   /** An identifier made of a prefix and fresh random bytes in base64url. */
   randomId(body: RandomIdRequest): Reply {
-    if (!Number.isInteger(body?.bytes) || body.bytes < 1 || body.bytes > 1024) return invalid('randomId bytes must be 1..1024');
+    if (!Number.isInteger(body?.bytes) || body.bytes < 1 || body.bytes > 1024)
+      return invalid('randomId bytes must be 1..1024');
     return { ok: true, value: `${body.prefix ?? ''}${randomBytes(body.bytes).toString('base64url')}` };
   },
 };

@@ -5,7 +5,12 @@
 import { createActor, type Actor, type ActorOptions } from 'xstate';
 import { later, type Behaviour, type Message } from '../../src/runtime/actor.js';
 import type { ActorSystem } from '../../src/runtime/actor-system.js';
-import { BrokerError, invalidRequest, type ProtocolError, type WireError } from '../../src/protocol/errors.js';
+import {
+  BrokerError,
+  invalidRequest,
+  type ProtocolError,
+  type WireError,
+} from '../../src/protocol/errors.js';
 import { decodeClientRequest } from '../../src/protocol/request-decoder.js';
 import type { RequestId } from '../../src/protocol/request-id.js';
 import { ServerRequests, type ServerRequestMethod } from '../../src/protocol/methods/index.js';
@@ -191,7 +196,10 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
           return;
         }
         case ConnectionMessage.clientNotification:
-          log.info({ connection: deps.connectionId, method: (message.body as { method: string }).method }, '<- notification');
+          log.info(
+            { connection: deps.connectionId, method: (message.body as { method: string }).method },
+            '<- notification',
+          );
           return;
         case ConnectionMessage.serverRequest:
           return sendServerRequest(message.body as ServerRequestBody);

@@ -89,7 +89,10 @@ export const connectionMachine = setup({
   on: {
     'serverRequest.sent': {
       actions: enqueueActions(({ enqueue, event }) => {
-        enqueue.raise({ type: 'serverRequest.timedOut', key: event.key }, { delay: event.timeoutMs, id: event.key });
+        enqueue.raise(
+          { type: 'serverRequest.timedOut', key: event.key },
+          { delay: event.timeoutMs, id: event.key },
+        );
       }),
     },
     'serverRequest.settled': {

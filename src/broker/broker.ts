@@ -9,7 +9,11 @@ import { ActorSystem } from '../runtime/actor-system.js';
 import { createWorkerPool, poolHost } from '../runtime/worker-pool.js';
 import { BrokerError, isBrokerError, toErrorData } from '../protocol/errors.js';
 import { classifyMessage } from '../protocol/jsonrpc.js';
-import { ServerRequests, type ServerNotificationMethod, type ServerRequestMethod } from '../protocol/methods/index.js';
+import {
+  ServerRequests,
+  type ServerNotificationMethod,
+  type ServerRequestMethod,
+} from '../protocol/methods/index.js';
 import type { ParamsOf, ResultOf } from '../protocol/registry.js';
 import { createLogger, type Logger } from '../util/logger.js';
 import { DEFAULT_SETTINGS, type GatehouseSettings } from '../config/config.js';
@@ -191,7 +195,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)));
       await Promise.race([idle, deadline]);
       clearTimeout(timer);
-      if (this.inFlight > 0) this.log.warn({ inFlight: this.inFlight }, 'shutdown deadline passed with requests in flight');
+      if (this.inFlight > 0)
+        this.log.warn({ inFlight: this.inFlight }, 'shutdown deadline passed with requests in flight');
     }
     // Let the wire actors write what they hold before the transports close.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -234,13 +239,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
         this.log.error({ connection: record.id }, `Failed to deserialize JSONRPCMessage: ${message.reason}`);
         return;
       case 'notification':
-        this.system.tell(address, ConnectionMessage.clientNotification, { method: message.method }, undefined, true);
+        this.system.tell(
+          address,
+          ConnectionMessage.clientNotification,
+          { method: message.method },
+          undefined,
+          true,
+        );
         return;
       case 'response':
-        this.system.tell(address, ConnectionMessage.clientResponse, { id: message.id, result: message.result }, undefined, true);
+        this.system.tell(
+          address,
+          ConnectionMessage.clientResponse,
+          { id: message.id, result: message.result },
+          undefined,
+          true,
+        );
         return;
       case 'error':
-        this.system.tell(address, ConnectionMessage.clientError, { id: message.id, error: message.error }, undefined, true);
+        this.system.tell(
+          address,
+          ConnectionMessage.clientError,
+          { id: message.id, error: message.error },
+          undefined,
+          true,
+        );
         return;
       case 'request': {
         const replyTo = { address: wireAddress(record.id), correlation: message.id };
@@ -255,7 +278,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
           this.system.tell(address, ConnectionMessage.clientRequest, body, replyTo);
         } catch (e) {
           if (!isBrokerError(e, 'MAILBOX_FULL')) throw e;
-          this.log.warn({ connection: record.id, method: message.method }, 'connection mailbox full: request refused');
+          this.log.warn(
+            { connection: record.id, method: message.method },
+            'connection mailbox full: request refused',
+          );
           this.system.deliverReply(replyTo, { ok: false, error: toErrorData(e) });
         }
         return;

@@ -8,7 +8,8 @@ import { createLogger } from '../util/logger.js';
 export async function runAppServer(options: { overrides: string[]; listen: string }): Promise<number> {
   const log = createLogger();
   const config = loadConfig({ overrides: options.overrides });
-  for (const key of config.ignoredKeys) log.debug({ key }, 'config key accepted and ignored: not used by Gatehouse');
+  for (const key of config.ignoredKeys)
+    log.debug({ key }, 'config key accepted and ignored: not used by Gatehouse');
   const broker = createBroker({ codexHome: config.codexHome, settings: config.settings, log });
 
   let listener: WebSocketListener | undefined;

@@ -10,17 +10,29 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SCRIPT: { note: string; line: string; expectReply: boolean }[] = [
-  { note: 'a request before initialize', line: '{"id":1,"method":"mock/experimentalMethod","params":{}}', expectReply: true },
+  {
+    note: 'a request before initialize',
+    line: '{"id":1,"method":"mock/experimentalMethod","params":{}}',
+    expectReply: true,
+  },
   {
     note: 'initialize, opting into the experimental API',
     line: '{"id":2,"method":"initialize","params":{"clientInfo":{"name":"gatehouse_demo","title":null,"version":"0.1.0"},"capabilities":{"experimentalApi":true}}}',
     expectReply: true,
   },
   { note: 'the initialized notification (no reply)', line: '{"method":"initialized"}', expectReply: false },
-  { note: 'a second initialize', line: '{"id":3,"method":"initialize","params":{"clientInfo":{"name":"x","version":"1"}}}', expectReply: true },
+  {
+    note: 'a second initialize',
+    line: '{"id":3,"method":"initialize","params":{"clientInfo":{"name":"x","version":"1"}}}',
+    expectReply: true,
+  },
   { note: 'bad JSON (logged on stderr, no reply)', line: '{"id": 4, "method": ', expectReply: false },
   { note: 'an unknown method', line: '{"id":5,"method":"no/such/method","params":{}}', expectReply: true },
-  { note: 'the experimental mock method', line: '{"id":"six","method":"mock/experimentalMethod","params":{"value":"hello"}}', expectReply: true },
+  {
+    note: 'the experimental mock method',
+    line: '{"id":"six","method":"mock/experimentalMethod","params":{"value":"hello"}}',
+    expectReply: true,
+  },
 ];
 
 export async function runDemo(): Promise<number> {

@@ -66,7 +66,9 @@ async function main(argv: string[]): Promise<number> {
       return appServer(rest);
     case 'demo':
       if (rest.includes('--help') || rest.includes('-h')) {
-        process.stdout.write('Usage: gatehouse demo\n\nStarts `gatehouse app-server` and shows a handshake, bad input and its answers.\n');
+        process.stdout.write(
+          'Usage: gatehouse demo\n\nStarts `gatehouse app-server` and shows a handshake, bad input and its answers.\n',
+        );
         return 0;
       }
       return (await import('./demo.js')).runDemo();
@@ -125,6 +127,7 @@ main(process.argv.slice(2)).then(
   (e: unknown) => {
     const message = e instanceof Error ? e.message : String(e);
     process.stderr.write(`gatehouse: ${message}\n`);
-    process.exitCode = e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
+    process.exitCode =
+      e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 2 : 1;
   },
 );

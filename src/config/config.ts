@@ -44,12 +44,20 @@ const SETTING_KEYS: Record<string, { setting: keyof GatehouseSettings; min: numb
   mailbox_capacity: { setting: 'mailboxCapacity', min: 1, max: 10_000_000 },
   shutdown_timeout_ms: { setting: 'shutdownTimeoutMs', min: 0, max: 600_000 },
   attestation_timeout_ms: { setting: 'attestationTimeoutMs', min: 1, max: 600_000 },
-  chatgpt_auth_tokens_refresh_timeout_ms: { setting: 'chatgptAuthTokensRefreshTimeoutMs', min: 1, max: 3_600_000 },
+  chatgpt_auth_tokens_refresh_timeout_ms: {
+    setting: 'chatgptAuthTokensRefreshTimeoutMs',
+    min: 1,
+    max: 3_600_000,
+  },
   worker_threads: { setting: 'workerThreads', min: 1, max: 64 },
 };
 
 /** Top-level codex keys Gatehouse reads; everything else codex knows is accepted and ignored. */
-export const USED_CODEX_KEYS = ['chatgpt_base_url', 'forced_login_method', 'forced_chatgpt_workspace_id'] as const;
+export const USED_CODEX_KEYS = [
+  'chatgpt_base_url',
+  'forced_login_method',
+  'forced_chatgpt_workspace_id',
+] as const;
 
 export interface Config {
   codexHome: string;
@@ -65,7 +73,9 @@ export function resolveCodexHome(env: NodeJS.ProcessEnv = process.env): string {
   if (configured) {
     const path = isAbsolute(configured) ? configured : resolve(configured);
     if (!existsSync(path)) {
-      throw new ConfigError(`CODEX_HOME points to ${JSON.stringify(configured)}, but that path does not exist`);
+      throw new ConfigError(
+        `CODEX_HOME points to ${JSON.stringify(configured)}, but that path does not exist`,
+      );
     }
     return path;
   }
@@ -139,7 +149,9 @@ function applyGatehouseTable(settings: GatehouseSettings, table: unknown): void 
   for (const [key, value] of Object.entries(table)) {
     const spec = SETTING_KEYS[key];
     if (!spec) {
-      throw new ConfigError(`unknown setting gatehouse.${key} (known: ${Object.keys(SETTING_KEYS).join(', ')})`);
+      throw new ConfigError(
+        `unknown setting gatehouse.${key} (known: ${Object.keys(SETTING_KEYS).join(', ')})`,
+      );
     }
     if (typeof value !== 'number' || !Number.isInteger(value) || value < spec.min || value > spec.max) {
       throw new ConfigError(`gatehouse.${key} must be an integer from ${spec.min} to ${spec.max}`);

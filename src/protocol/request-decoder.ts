@@ -13,7 +13,13 @@ import { missingField, unknownVariant } from './serde-errors.js';
 export type DecodedRequest =
   | { kind: 'invalid'; id: RequestId; message: string }
   | { kind: 'initialize'; id: RequestId; params: Static<typeof InitializeParams> }
-  | { kind: 'call'; id: RequestId; method: Exclude<ClientMethod, 'initialize'>; params: unknown; experimental?: string };
+  | {
+      kind: 'call';
+      id: RequestId;
+      method: Exclude<ClientMethod, 'initialize'>;
+      params: unknown;
+      experimental?: string;
+    };
 
 const METHOD_NAMES = Object.keys(ClientRequests);
 

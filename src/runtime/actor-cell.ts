@@ -116,11 +116,15 @@ export class ActorCell {
     this.active--;
     if (later) {
       if (entry.replyTo) this.awaitLater(entry.replyTo, later);
-      else later.catch((e: unknown) => this.log.warn({ actor: this.address, err: describe(e) }, 'unanswered failure'));
+      else
+        later.catch((e: unknown) =>
+          this.log.warn({ actor: this.address, err: describe(e) }, 'unanswered failure'),
+        );
     } else if (ok) {
       if (entry.replyTo) this.events.deliverReply(entry.replyTo, { ok: true, value: valueOrError });
     } else if (isProtocolError(valueOrError) || isBrokerError(valueOrError)) {
-      if (entry.replyTo) this.events.deliverReply(entry.replyTo, { ok: false, error: toErrorData(valueOrError) });
+      if (entry.replyTo)
+        this.events.deliverReply(entry.replyTo, { ok: false, error: toErrorData(valueOrError) });
     } else {
       this.fail(entry, valueOrError);
     }

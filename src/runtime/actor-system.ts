@@ -5,7 +5,13 @@
 import { BrokerError, fromErrorData, toErrorData } from '../protocol/errors.js';
 import { createActorCodec, type ActorCodec } from '../codec/msgpack.js';
 import type { Logger } from '../util/logger.js';
-import { DEFAULT_SUPERVISION, type ActorContext, type Behaviour, type Message, type SpawnOptions } from './actor.js';
+import {
+  DEFAULT_SUPERVISION,
+  type ActorContext,
+  type Behaviour,
+  type Message,
+  type SpawnOptions,
+} from './actor.js';
 import { ActorCell, type ActorHost } from './actor-cell.js';
 import { REPLY, type Envelope, type Reply, type ReplyMessage, type ReplyTo } from './envelope.js';
 
@@ -130,7 +136,8 @@ export class ActorSystem {
 
   stopAll(): void {
     for (const address of [...this.cells.keys()]) this.stop(address);
-    for (const [, pending] of this.asks) pending.reject(new BrokerError('ACTOR_STOPPED', 'actor system stopped'));
+    for (const [, pending] of this.asks)
+      pending.reject(new BrokerError('ACTOR_STOPPED', 'actor system stopped'));
     this.asks.clear();
   }
 }

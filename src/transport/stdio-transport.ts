@@ -41,7 +41,9 @@ export class StdioTransport implements Transport {
       dropped: (reason, bytes) =>
         this.log.error(
           { reason, bytes, maxLineBytes: this.maxLineBytes },
-          reason === 'oversized' ? 'dropped a line longer than max_line_bytes' : 'dropped a line that is not valid UTF-8',
+          reason === 'oversized'
+            ? 'dropped a line longer than max_line_bytes'
+            : 'dropped a line that is not valid UTF-8',
         ),
     });
     this.reading = true;

@@ -17,7 +17,8 @@ export function parseListenUrl(raw: string): { host: string; port: number } {
   } catch {
     throw new Error(`invalid --listen URL: ${raw} (expected stdio:// or ws://IP:PORT)`);
   }
-  if (url.protocol !== 'ws:') throw new Error(`unsupported --listen URL: ${raw} (expected stdio:// or ws://IP:PORT)`);
+  if (url.protocol !== 'ws:')
+    throw new Error(`unsupported --listen URL: ${raw} (expected stdio:// or ws://IP:PORT)`);
   if (!url.port) throw new Error(`--listen ${raw} needs a port, for example ws://127.0.0.1:4500`);
   return { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) };
 }

@@ -22,7 +22,11 @@ export class WebSocketTransport implements Transport {
         this.log.error('dropped a binary WebSocket frame: messages are JSON text frames');
         return;
       }
-      sink.message(Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8'));
+      sink.message(
+        Buffer.isBuffer(data)
+          ? data.toString('utf8')
+          : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]).toString('utf8'),
+      );
     });
     this.socket.on('close', () => sink.closed());
     this.socket.on('error', (err) => this.log.warn({ err: err.message }, 'WebSocket error'));

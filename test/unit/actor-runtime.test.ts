@@ -5,7 +5,13 @@ import { ActorSystem } from '../../src/runtime/actor-system.js';
 import { later, type Behaviour } from '../../src/runtime/actor.js';
 import { createWorkerPool, poolHost } from '../../src/runtime/worker-pool.js';
 import { createActorCodec, forThread } from '../../src/codec/msgpack.js';
-import { BrokerError, ProtocolError, isBrokerError, isProtocolError, toWireError } from '../../src/protocol/errors.js';
+import {
+  BrokerError,
+  ProtocolError,
+  isBrokerError,
+  isProtocolError,
+  toWireError,
+} from '../../src/protocol/errors.js';
 import { silentLogger } from '../../src/util/logger.js';
 
 function system(onEscalation?: (address: string) => void) {
@@ -36,7 +42,12 @@ test('a mailbox delivers in order, one message at a time, even when processing i
 test('past its bound a mailbox refuses with MAILBOX_FULL, which the wire shows as -32001', async () => {
   const s = system();
   s.spawn('slow', () => ({ receive: () => new Promise((r) => setTimeout(r, 5)) }), { capacity: 3 });
-  const asks = Array.from({ length: 5 }, (_, i) => s.ask('slow', 'n', i).then(() => 'ok', (e: unknown) => e));
+  const asks = Array.from({ length: 5 }, (_, i) =>
+    s.ask('slow', 'n', i).then(
+      () => 'ok',
+      (e: unknown) => e,
+    ),
+  );
   const results = await Promise.all(asks);
   assert.deepEqual(results.slice(0, 3), ['ok', 'ok', 'ok']);
   for (const e of results.slice(3)) {
@@ -57,7 +68,10 @@ test('expected errors are replies, not failures', async () => {
       },
     };
   });
-  await assert.rejects(s.ask('e', 'x', null), (e) => isProtocolError(e) && e.message === 'Invalid request: nope');
+  await assert.rejects(
+    s.ask('e', 'x', null),
+    (e) => isProtocolError(e) && e.message === 'Invalid request: nope',
+  );
   assert.equal(created, 1, 'no restart for an ordinary error reply');
 });
 
@@ -104,9 +118,17 @@ test('escalation stops the actor and answers everything it held; the system is t
 test('a restart budget exhausted within the window escalates', async () => {
   const escalated: string[] = [];
   const s = system((a) => escalated.push(a));
-  s.spawn('f', () => ({ receive: () => { throw new Error('always'); } }), {
-    supervision: { strategy: 'restart', maxRestarts: 2, windowMs: 60_000 },
-  });
+  s.spawn(
+    'f',
+    () => ({
+      receive: () => {
+        throw new Error('always');
+      },
+    }),
+    {
+      supervision: { strategy: 'restart', maxRestarts: 2, windowMs: 60_000 },
+    },
+  );
   for (let i = 0; i < 3; i++) await assert.rejects(s.ask('f', 'x', null));
   assert.deepEqual(escalated, ['f']);
 });
@@ -184,12 +206,17 @@ test('the crypto actor runs in worker threads and is supervised like any actor',
   assert.match(id, /^dk_[A-Za-z0-9_-]{43}$/);
   // Bad input is an ordinary error reply from the worker.
   await assert.rejects(s.ask('crypto', 'digest', { algorithm: 'md4', data }), (e) => {
-    return e instanceof BrokerError && e.code === 'INVALID_INPUT' && /unsupported digest algorithm/.test(e.message);
+    return (
+      e instanceof BrokerError && e.code === 'INVALID_INPUT' && /unsupported digest algorithm/.test(e.message)
+    );
   });
   // A message the worker cannot handle throws there: a failure, answered, and the actor keeps working.
   await assert.rejects(s.ask('crypto', 'bogus', {}), (e) => isBrokerError(e, 'ACTOR_FAILED'));
   const many = await Promise.all(
     Array.from({ length: 50 }, (_, i) => s.ask('crypto', 'digest', { algorithm: 'sha256', data: String(i) })),
   );
-  assert.deepEqual(many, Array.from({ length: 50 }, (_, i) => createHash('sha256').update(String(i)).digest('base64url')));
+  assert.deepEqual(
+    many,
+    Array.from({ length: 50 }, (_, i) => createHash('sha256').update(String(i)).digest('base64url')),
+  );
 });

@@ -7,7 +7,11 @@ import { createBroker, type Broker, type InProcessClient, isBrokerError } from '
 import { silentLogger } from '../../src/util/logger.js';
 
 function setup(t: { after(fn: () => unknown): void }, settings = {}): Broker {
-  const broker = createBroker({ codexHome: mkdtempSync(join(tmpdir(), 'gh-')), log: silentLogger(), settings });
+  const broker = createBroker({
+    codexHome: mkdtempSync(join(tmpdir(), 'gh-')),
+    log: silentLogger(),
+    settings,
+  });
   t.after(() => broker.close(100));
   return broker;
 }
@@ -15,7 +19,10 @@ function setup(t: { after(fn: () => unknown): void }, settings = {}): Broker {
 /** Collects what the server sends and waits for specific messages. */
 function recorder(client: InProcessClient) {
   const seen: Record<string, unknown>[] = [];
-  const waiters: { match: (m: Record<string, unknown>) => boolean; resolve: (m: Record<string, unknown>) => void }[] = [];
+  const waiters: {
+    match: (m: Record<string, unknown>) => boolean;
+    resolve: (m: Record<string, unknown>) => void;
+  }[] = [];
   client.on('message', (m) => {
     seen.push(m);
     for (const w of waiters.splice(0)) {
@@ -35,7 +42,11 @@ function recorder(client: InProcessClient) {
 async function initialized(broker: Broker, capabilities: Record<string, unknown> = {}) {
   const client = broker.connectInProcess();
   const r = recorder(client);
-  client.send({ id: 'init', method: 'initialize', params: { clientInfo: { name: 'host', version: '1' }, capabilities } });
+  client.send({
+    id: 'init',
+    method: 'initialize',
+    params: { clientInfo: { name: 'host', version: '1' }, capabilities },
+  });
   await r.next((m) => m.id === 'init');
   return { client, ...r };
 }
@@ -45,7 +56,10 @@ test('server->client requests: ids from 0 on one broker-wide counter, answers re
   const a = await initialized(broker, { requestAttestation: true });
   const b = await initialized(broker);
   const first = broker.request(a.client.connectionId, 'attestation/generate', {}, { timeoutMs: 5_000 });
-  const second = broker.request(b.client.connectionId, 'account/chatgptAuthTokens/refresh', { reason: 'unauthorized', previousAccountId: null });
+  const second = broker.request(b.client.connectionId, 'account/chatgptAuthTokens/refresh', {
+    reason: 'unauthorized',
+    previousAccountId: null,
+  });
   const reqA = await a.next((m) => m.method === 'attestation/generate');
   const reqB = await b.next((m) => m.method === 'account/chatgptAuthTokens/refresh');
   assert.deepEqual(reqA, { method: 'attestation/generate', id: 0, params: {} });
@@ -66,7 +80,10 @@ test('a server request times out at its deadline; the late answer is ignored', a
   await assert.rejects(pending, (e) => isBrokerError(e, 'REQUEST_TIMEOUT'));
   a.client.send({ id: req.id, result: { token: 'late' } });
   a.client.send({ id: 'after', method: 'initialize', params: { clientInfo: { name: 'x', version: '1' } } });
-  assert.equal(((await a.next((m) => m.id === 'after')).error as { message: string }).message, 'Already initialized');
+  assert.equal(
+    ((await a.next((m) => m.id === 'after')).error as { message: string }).message,
+    'Already initialized',
+  );
 });
 
 test('client errors, malformed answers and a closing connection all fail the waiting request', async (t) => {
@@ -85,13 +102,18 @@ test('client errors, malformed answers and a closing connection all fail the wai
   const orphaned = broker.request(a.client.connectionId, 'attestation/generate', {}, { timeoutMs: 5_000 });
   await a.next((m) => m.method === 'attestation/generate' && m.id === 2);
   a.client.close();
-  await assert.rejects(orphaned, (e) => isBrokerError(e, 'CONNECTION_CLOSED') || isBrokerError(e, 'ACTOR_STOPPED'));
+  await assert.rejects(
+    orphaned,
+    (e) => isBrokerError(e, 'CONNECTION_CLOSED') || isBrokerError(e, 'ACTOR_STOPPED'),
+  );
 });
 
 test('no server requests to a connection that has not initialized', async (t) => {
   const broker = setup(t);
   const client = broker.connectInProcess();
-  await assert.rejects(broker.request(client.connectionId, 'attestation/generate', {}), (e) => isBrokerError(e, 'NOT_INITIALIZED'));
+  await assert.rejects(broker.request(client.connectionId, 'attestation/generate', {}), (e) =>
+    isBrokerError(e, 'NOT_INITIALIZED'),
+  );
 });
 
 test('notifications carry emittedAtMs and honour optOutNotificationMethods exactly', async (t) => {
@@ -99,8 +121,14 @@ test('notifications carry emittedAtMs and honour optOutNotificationMethods exact
   const plain = await initialized(broker);
   const optedOut = await initialized(broker, { optOutNotificationMethods: ['account/updated', 'account/*'] });
   const before = Date.now();
-  assert.equal(await broker.notify(plain.client.connectionId, 'account/updated', { authMode: null, planType: null }), true);
-  assert.equal(await broker.notify(optedOut.client.connectionId, 'account/updated', { authMode: null, planType: null }), false);
+  assert.equal(
+    await broker.notify(plain.client.connectionId, 'account/updated', { authMode: null, planType: null }),
+    true,
+  );
+  assert.equal(
+    await broker.notify(optedOut.client.connectionId, 'account/updated', { authMode: null, planType: null }),
+    false,
+  );
   const n = await plain.next((m) => m.method === 'account/updated');
   assert.deepEqual(Object.keys(n), ['method', 'params', 'emittedAtMs']);
   assert.ok(typeof n.emittedAtMs === 'number' && n.emittedAtMs >= before && n.emittedAtMs <= Date.now());
@@ -133,6 +161,12 @@ test('close() lets in-flight requests finish and refuses new connections', async
   a.client.send({ id: 1, method: 'mock/experimentalMethod', params: { value: 'v' } });
   const closing = broker.close(1_000);
   await closing;
-  assert.deepEqual(a.seen.find((m) => m.id === 1), { id: 1, result: { echoed: 'v' } });
-  assert.throws(() => broker.connectInProcess(), (e) => isBrokerError(e, 'SHUTTING_DOWN'));
+  assert.deepEqual(
+    a.seen.find((m) => m.id === 1),
+    { id: 1, result: { echoed: 'v' } },
+  );
+  assert.throws(
+    () => broker.connectInProcess(),
+    (e) => isBrokerError(e, 'SHUTTING_DOWN'),
+  );
 });

@@ -1,7 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SimulatedClock, createActor } from 'xstate';
-import { connectionMachine, type CallRequest, type Session } from '../../actors/connection/connection.machine.js';
+import {
+  connectionMachine,
+  type CallRequest,
+  type Session,
+} from '../../actors/connection/connection.machine.js';
 import { decodeClientRequest } from '../../src/protocol/request-decoder.js';
 
 type Effect =
@@ -19,8 +23,10 @@ function start() {
     input: {
       effects: {
         replyError: (p) => effects.push({ effect: 'replyError', id: p.id, message: p.message }),
-        replyInitialize: (p) => effects.push({ effect: 'replyInitialize', id: p.request.id, session: p.session }),
-        dispatch: (p: { request: CallRequest }) => effects.push({ effect: 'dispatch', method: p.request.method }),
+        replyInitialize: (p) =>
+          effects.push({ effect: 'replyInitialize', id: p.request.id, session: p.session }),
+        dispatch: (p: { request: CallRequest }) =>
+          effects.push({ effect: 'dispatch', method: p.request.method }),
         expireServerRequest: (p) => effects.push({ effect: 'expire', key: p.key }),
         closeConnection: () => effects.push({ effect: 'close' }),
       },
@@ -41,7 +47,10 @@ test('before initialize: decode errors first, then the init gate (spec A.6)', ()
   send(1, 'no/such/method', {});
   send(2, 'initialize', 'nope');
   send(3, 'mock/experimentalMethod', {});
-  assert.match((effects[0] as { message: string }).message, /^Invalid request: unknown variant `no\/such\/method`/);
+  assert.match(
+    (effects[0] as { message: string }).message,
+    /^Invalid request: unknown variant `no\/such\/method`/,
+  );
   assert.deepEqual(effects[1], {
     effect: 'replyError',
     id: 2,
@@ -124,11 +133,17 @@ test('server-request deadlines run on the clock: expiry at the deadline, not bef
   clock.increment(99);
   assert.equal(effects.filter((e) => e.effect === 'expire').length, 0);
   clock.increment(1);
-  assert.deepEqual(effects.filter((e) => e.effect === 'expire'), [{ effect: 'expire', key: '0' }]);
+  assert.deepEqual(
+    effects.filter((e) => e.effect === 'expire'),
+    [{ effect: 'expire', key: '0' }],
+  );
   clock.increment(9_899);
   assert.equal(effects.filter((e) => e.effect === 'expire').length, 1);
   clock.increment(1);
-  assert.deepEqual(effects.filter((e) => e.effect === 'expire').map((e) => (e as { key: string }).key), ['0', '1']);
+  assert.deepEqual(
+    effects.filter((e) => e.effect === 'expire').map((e) => (e as { key: string }).key),
+    ['0', '1'],
+  );
 });
 
 test('an answered server request never expires', () => {

@@ -1,21 +1,51 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RequestId } from '../../src/protocol/request-id.js';
-import { classifyMessage, encodeError, encodeNotification, encodeResponse, encodeServerRequest, topLevelToken } from '../../src/protocol/jsonrpc.js';
+import {
+  classifyMessage,
+  encodeError,
+  encodeNotification,
+  encodeResponse,
+  encodeServerRequest,
+  topLevelToken,
+} from '../../src/protocol/jsonrpc.js';
 
 test('the four shapes, by members present (spec A.2)', () => {
   assert.deepEqual(classifyMessage('{"id":1,"method":"m","params":{"a":1}}'), {
-    kind: 'request', id: 1, method: 'm', params: { a: 1 }, hasParams: true,
+    kind: 'request',
+    id: 1,
+    method: 'm',
+    params: { a: 1 },
+    hasParams: true,
   });
-  assert.deepEqual(classifyMessage('{"method":"m"}'), { kind: 'notification', method: 'm', params: undefined });
-  assert.deepEqual(classifyMessage('{"id":0,"result":null,"jsonrpc":"2.0"}'), { kind: 'response', id: 0, result: null });
+  assert.deepEqual(classifyMessage('{"method":"m"}'), {
+    kind: 'notification',
+    method: 'm',
+    params: undefined,
+  });
+  assert.deepEqual(classifyMessage('{"id":0,"result":null,"jsonrpc":"2.0"}'), {
+    kind: 'response',
+    id: 0,
+    result: null,
+  });
   assert.deepEqual(classifyMessage('{"id":3,"error":{"code":-1,"message":"x"}}'), {
-    kind: 'error', id: 3, error: { code: -1, message: 'x' },
+    kind: 'error',
+    id: 3,
+    error: { code: -1, message: 'x' },
   });
 });
 
 test('what matches no shape is invalid and gets no reply (spec A.4)', () => {
-  for (const text of ['42', '[1,2,3]', '[{"id":1,"method":"initialize"}]', '{"foo":"bar"}', '{"id":5}', 'null', '"s"', '{"id":1,"error":{"code":"x"}}']) {
+  for (const text of [
+    '42',
+    '[1,2,3]',
+    '[{"id":1,"method":"initialize"}]',
+    '{"foo":"bar"}',
+    '{"id":5}',
+    'null',
+    '"s"',
+    '{"id":1,"error":{"code":"x"}}',
+  ]) {
     assert.equal(classifyMessage(text).kind, 'invalid', text);
   }
   const bad = classifyMessage('{"id": 4, "method": "account/read", ');
@@ -23,7 +53,17 @@ test('what matches no shape is invalid and gets no reply (spec A.4)', () => {
 });
 
 test('a request with a null, float or object id is a notification (spec A.3)', () => {
-  for (const id of ['null', '1.5', '1.0', '1e3', '{}', '[1]', 'true', '9223372036854775808', '-9223372036854775809']) {
+  for (const id of [
+    'null',
+    '1.5',
+    '1.0',
+    '1e3',
+    '{}',
+    '[1]',
+    'true',
+    '9223372036854775808',
+    '-9223372036854775809',
+  ]) {
     const m = classifyMessage(`{"id":${id},"method":"account/read"}`);
     assert.equal(m.kind, 'notification', id);
   }
@@ -53,8 +93,14 @@ test('topLevelToken skips nested values and strings that look like keys', () => 
 });
 
 test('outbound messages use codex key order and never carry jsonrpc', () => {
-  assert.equal(encodeError(1, { code: -32600, message: 'Not initialized' }), '{"error":{"code":-32600,"message":"Not initialized"},"id":1}');
-  assert.equal(encodeServerRequest(0, 'attestation/generate', {}), '{"method":"attestation/generate","id":0,"params":{}}');
+  assert.equal(
+    encodeError(1, { code: -32600, message: 'Not initialized' }),
+    '{"error":{"code":-32600,"message":"Not initialized"},"id":1}',
+  );
+  assert.equal(
+    encodeServerRequest(0, 'attestation/generate', {}),
+    '{"method":"attestation/generate","id":0,"params":{}}',
+  );
   assert.equal(
     encodeNotification('account/updated', { authMode: null, planType: null }, 1795210889740),
     '{"method":"account/updated","params":{"authMode":null,"planType":null},"emittedAtMs":1795210889740}',

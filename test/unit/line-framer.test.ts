@@ -9,7 +9,8 @@ function collect(max = 1024) {
   return { framer, lines, dropped };
 }
 
-const sample = '{"id":1,"method":"initialize","params":{"clientInfo":{"name":"é ✓ 😀","version":"1"}}}\n{"id":2}\r\n';
+const sample =
+  '{"id":1,"method":"initialize","params":{"clientInfo":{"name":"é ✓ 😀","version":"1"}}}\n{"id":2}\r\n';
 
 test('a stream split at every byte offset yields the same lines', () => {
   const bytes = Buffer.from(sample);

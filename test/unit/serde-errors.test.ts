@@ -15,13 +15,25 @@ const detail = (method: string, params: unknown, hasParams = true) => {
 
 test('the exact serde texts of spec A.5', () => {
   const expectOne = `expected \`initialize\` or \`mock/experimentalMethod\``;
-  assert.equal(detail('no/such/method', {}), `Invalid request: unknown variant \`no/such/method\`, ${expectOne}`);
-  assert.equal(detail('initialize', undefined, false), 'Invalid request: missing field `params`');
-  assert.equal(detail('initialize', 'nope'), 'Invalid request: invalid type: string "nope", expected struct InitializeParams');
-  assert.equal(detail('initialize', {}), 'Invalid request: missing field `clientInfo`');
-  assert.equal(detail('initialize', { clientInfo: { name: 'x' } }), 'Invalid request: missing field `version`');
   assert.equal(
-    detail('initialize', { clientInfo: { name: 'x', version: '1' }, capabilities: { experimentalApi: 'yes' } }),
+    detail('no/such/method', {}),
+    `Invalid request: unknown variant \`no/such/method\`, ${expectOne}`,
+  );
+  assert.equal(detail('initialize', undefined, false), 'Invalid request: missing field `params`');
+  assert.equal(
+    detail('initialize', 'nope'),
+    'Invalid request: invalid type: string "nope", expected struct InitializeParams',
+  );
+  assert.equal(detail('initialize', {}), 'Invalid request: missing field `clientInfo`');
+  assert.equal(
+    detail('initialize', { clientInfo: { name: 'x' } }),
+    'Invalid request: missing field `version`',
+  );
+  assert.equal(
+    detail('initialize', {
+      clientInfo: { name: 'x', version: '1' },
+      capabilities: { experimentalApi: 'yes' },
+    }),
     'Invalid request: invalid type: string "yes", expected a boolean',
   );
   assert.equal(
@@ -31,10 +43,22 @@ test('the exact serde texts of spec A.5', () => {
     }),
     'Invalid request: invalid type: string "configWarning", expected a sequence',
   );
-  assert.equal(detail('initialize', null), 'Invalid request: invalid type: null, expected struct InitializeParams');
-  assert.equal(detail('initialize', 5), 'Invalid request: invalid type: integer `5`, expected struct InitializeParams');
-  assert.equal(detail('initialize', 1.5), 'Invalid request: invalid type: floating point `1.5`, expected struct InitializeParams');
-  assert.equal(detail('initialize', [1]), 'Invalid request: invalid type: sequence, expected struct InitializeParams');
+  assert.equal(
+    detail('initialize', null),
+    'Invalid request: invalid type: null, expected struct InitializeParams',
+  );
+  assert.equal(
+    detail('initialize', 5),
+    'Invalid request: invalid type: integer `5`, expected struct InitializeParams',
+  );
+  assert.equal(
+    detail('initialize', 1.5),
+    'Invalid request: invalid type: floating point `1.5`, expected struct InitializeParams',
+  );
+  assert.equal(
+    detail('initialize', [1]),
+    'Invalid request: invalid type: sequence, expected struct InitializeParams',
+  );
   assert.equal(
     detail('initialize', { clientInfo: { name: 7, version: '1' } }),
     'Invalid request: invalid type: integer `7`, expected a string',
@@ -46,12 +70,21 @@ test('members are checked in input order; missing fields after, in declaration o
     detail('initialize', { capabilities: { experimentalApi: 1 }, clientInfo: { name: 1 } }),
     'Invalid request: invalid type: integer `1`, expected a boolean',
   );
-  assert.equal(detail('initialize', { clientInfo: { version: '1' } }), 'Invalid request: missing field `name`');
+  assert.equal(
+    detail('initialize', { clientInfo: { version: '1' } }),
+    'Invalid request: missing field `name`',
+  );
 });
 
 test('unknown members are ignored and null is fine where codex has an Option', () => {
-  assert.equal(detail('initialize', { clientInfo: { name: 'x', version: '1', bogus: 1 }, refreshToken: false }), undefined);
-  assert.equal(detail('initialize', { clientInfo: { name: 'x', version: '1', title: null }, capabilities: null }), undefined);
+  assert.equal(
+    detail('initialize', { clientInfo: { name: 'x', version: '1', bogus: 1 }, refreshToken: false }),
+    undefined,
+  );
+  assert.equal(
+    detail('initialize', { clientInfo: { name: 'x', version: '1', title: null }, capabilities: null }),
+    undefined,
+  );
 });
 
 test('strings in errors use Rust debug escapes', () => {
@@ -71,7 +104,10 @@ test('the serde walker and the TypeBox check agree on every schema in the regist
   const compiled = schemas.map((s) => Compile(s));
   const nearInitialize = fc.record(
     {
-      clientInfo: fc.record({ name: fc.oneof(fc.string(), fc.integer()), version: fc.oneof(fc.string(), fc.constant(null)) }, { requiredKeys: [] }),
+      clientInfo: fc.record(
+        { name: fc.oneof(fc.string(), fc.integer()), version: fc.oneof(fc.string(), fc.constant(null)) },
+        { requiredKeys: [] },
+      ),
       capabilities: fc.oneof(
         fc.constant(null),
         fc.record(

@@ -2,17 +2,41 @@ import * as Type from 'typebox/type';
 import { defineNotification, defineServerRequest } from '../registry.js';
 
 export const AuthMode = Type.Union(
-  ['apikey', 'chatgpt', 'chatgptAuthTokens', 'headers', 'agentIdentity', 'personalAccessToken', 'bedrockApiKey', 'bedrockAccessKeys'].map(
-    (m) => Type.Literal(m),
-  ),
+  [
+    'apikey',
+    'chatgpt',
+    'chatgptAuthTokens',
+    'headers',
+    'agentIdentity',
+    'personalAccessToken',
+    'bedrockApiKey',
+    'bedrockAccessKeys',
+  ].map((m) => Type.Literal(m)),
   { title: 'AuthMode' },
 );
 
 export const PlanType = Type.Union(
   [
-    'free', 'go', 'plus', 'pro', 'prolite', 'promax', 'team', 'self_serve_business_prolite',
-    'self_serve_business_usage_based', 'business', 'ent26', 'enterprise_cbp_automation',
-    'enterprise_cbp_usage_based', 'enterprise', 'edu', 'edu_plus', 'edu_pro', 'sci', 'sci_plus', 'unknown',
+    'free',
+    'go',
+    'plus',
+    'pro',
+    'prolite',
+    'promax',
+    'team',
+    'self_serve_business_prolite',
+    'self_serve_business_usage_based',
+    'business',
+    'ent26',
+    'enterprise_cbp_automation',
+    'enterprise_cbp_usage_based',
+    'enterprise',
+    'edu',
+    'edu_plus',
+    'edu_pro',
+    'sci',
+    'sci_plus',
+    'unknown',
   ].map((p) => Type.Literal(p)),
   { title: 'PlanType' },
 );

@@ -13,7 +13,10 @@ export const ClientInfo = Type.Object(
 export const InitializeCapabilities = Type.Object(
   {
     experimentalApi: Type.Optional(
-      Type.Boolean({ default: false, description: 'Opt into receiving experimental API methods and fields.' }),
+      Type.Boolean({
+        default: false,
+        description: 'Opt into receiving experimental API methods and fields.',
+      }),
     ),
     requestAttestation: Type.Optional(
       Type.Boolean({
@@ -32,7 +35,10 @@ export const InitializeCapabilities = Type.Object(
     mcpServerOpenaiFormElicitation: Type.Optional(Type.Boolean()),
     extensions: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()])),
   },
-  { title: 'InitializeCapabilities', description: 'Client-declared capabilities negotiated during initialize.' },
+  {
+    title: 'InitializeCapabilities',
+    description: 'Client-declared capabilities negotiated during initialize.',
+  },
 );
 
 export const InitializeParams = Type.Object(
@@ -48,7 +54,9 @@ export const InitializeResponse = Type.Object(
     userAgent: Type.String(),
     codexHome: Type.String({ description: "Absolute path to the server's $CODEX_HOME directory." }),
     platformFamily: Type.String({ description: 'Platform family, for example `"unix"` or `"windows"`.' }),
-    platformOs: Type.String({ description: 'Operating system, for example `"macos"`, `"linux"`, or `"windows"`.' }),
+    platformOs: Type.String({
+      description: 'Operating system, for example `"macos"`, `"linux"`, or `"windows"`.',
+    }),
   },
   { title: 'InitializeResponse' },
 );
@@ -58,5 +66,8 @@ export const initializeRequests = {
 };
 
 export const initializedNotification = {
-  initialized: defineNotification({ params: Type.Object({}, { title: 'InitializedNotification' }), version: 'v1' }),
+  initialized: defineNotification({
+    params: Type.Object({}, { title: 'InitializedNotification' }),
+    version: 'v1',
+  }),
 };

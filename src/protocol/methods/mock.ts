@@ -3,7 +3,11 @@ import { defineClientRequest } from '../registry.js';
 
 /** codex's test-only experimental method; it lets a client check the experimental gate. */
 export const MockExperimentalMethodParams = Type.Object(
-  { value: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Test-only payload field.' })) },
+  {
+    value: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], { description: 'Test-only payload field.' }),
+    ),
+  },
   { title: 'MockExperimentalMethodParams' },
 );
 
