@@ -184,8 +184,43 @@ export interface SpawnOptions {
 
 const live = new Set<TestClient>();
 
+/** What both test clients share: request ids, sending requests, and reading their answers. */
+abstract class RpcPeer {
+  protected nextId = 1_000;
+  protected abstract readonly inbox: Inbox;
+  abstract readonly readTimeoutMs: number;
+
+  /** Sends one serialized message over the peer's transport (a line, a frame). */
+  protected abstract sendMessageText(text: string): Promise<void>;
+
+  /** Writes a request without waiting for the answer; returns its id. */
+  async sendRequest(method: string, params?: unknown, id: RpcId = this.nextId++): Promise<RpcId> {
+    await this.sendMessageText(
+      JSON.stringify(params === undefined ? { id, method } : { id, method, params }),
+    );
+    return id;
+  }
+
+  /** Sends a request and returns its response or error message. */
+  async request(method: string, params?: unknown, id?: RpcId): Promise<RpcMessage> {
+    const sent = await this.sendRequest(method, params, id);
+    return this.readUntilResponse(sent);
+  }
+
+  /** Sends `initialize` and returns the reply (response or error). */
+  initialize(opts: InitializeOptions = {}): Promise<RpcMessage> {
+    return this.request('initialize', initializeParams(opts), opts.id);
+  }
+
+  /** Reads (and consumes) messages until the response or error for `id`. */
+  async readUntilResponse(id: RpcId, timeoutMs = this.readTimeoutMs): Promise<RpcMessage> {
+    return (await this.inbox.readUntil(isResponseTo(id), `the answer to id ${JSON.stringify(id)}`, timeoutMs))
+      .match;
+  }
+}
+
 /** The built CLI as a child process, spoken to over stdio. */
-export class TestClient {
+export class TestClient extends RpcPeer {
   readonly child: ChildProcessWithoutNullStreams;
   readonly codexHome: string;
   readonly readTimeoutMs: number;
@@ -198,13 +233,13 @@ export class TestClient {
   readonly exited: Promise<ExitStatus>;
   private exitStatus: ExitStatus | undefined;
   private readonly ownsHome: boolean;
-  private readonly inbox: Inbox;
+  protected readonly inbox: Inbox;
   private readonly rawLines = new WeakMap<RpcMessage, string>();
   private partial = '';
-  private nextId = 1_000;
   private stderrWaiters = new Set<() => void>();
 
   private constructor(opts: SpawnOptions) {
+    super();
     this.ownsHome = opts.codexHome === undefined;
     this.codexHome = opts.codexHome ?? mkdtempSync(join(tmpdir(), 'gatehouse-it-'));
     this.readTimeoutMs = opts.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
@@ -302,32 +337,13 @@ export class TestClient {
     return this.write(`${JSON.stringify(message)}\n`);
   }
 
-  /** Writes a request without waiting for the answer; returns its id. */
-  async sendRequest(method: string, params?: unknown, id: RpcId = this.nextId++): Promise<RpcId> {
-    await this.send(params === undefined ? { id, method } : { id, method, params });
-    return id;
-  }
-
-  /** Sends a request and returns its response or error message. */
-  async request(method: string, params?: unknown, id?: RpcId): Promise<RpcMessage> {
-    const sent = await this.sendRequest(method, params, id);
-    return this.readUntilResponse(sent);
-  }
-
-  /** Sends `initialize` and returns the reply (response or error). */
-  initialize(opts: InitializeOptions = {}): Promise<RpcMessage> {
-    return this.request('initialize', initializeParams(opts), opts.id);
+  protected sendMessageText(text: string): Promise<void> {
+    return this.write(`${text}\n`);
   }
 
   /** The next message, whatever it is. */
   next(timeoutMs = this.readTimeoutMs): Promise<RpcMessage> {
     return this.inbox.next('the next message', timeoutMs);
-  }
-
-  /** Reads (and consumes) messages until the response or error for `id`. */
-  async readUntilResponse(id: RpcId, timeoutMs = this.readTimeoutMs): Promise<RpcMessage> {
-    return (await this.inbox.readUntil(isResponseTo(id), `the answer to id ${JSON.stringify(id)}`, timeoutMs))
-      .match;
   }
 
   /** Reads (and consumes) messages until a notification with this method. */
@@ -469,17 +485,17 @@ export class TestClient {
 }
 
 /** A WebSocket client for `app-server --listen ws://...`: one message per text frame. */
-export class WsTestClient {
+export class WsTestClient extends RpcPeer {
   /** Raw text of every frame received. */
   readonly frames: string[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
-  private readonly inbox: Inbox;
-  private nextId = 1_000;
+  protected readonly inbox: Inbox;
 
   private constructor(
     readonly socket: WebSocket,
     readonly readTimeoutMs: number,
   ) {
+    super();
     this.inbox = new Inbox(() => '');
     socket.on('message', (data, isBinary) => {
       const buf = Array.isArray(data)
@@ -529,23 +545,8 @@ export class WsTestClient {
     );
   }
 
-  async sendRequest(method: string, params?: unknown, id: RpcId = this.nextId++): Promise<RpcId> {
-    await this.sendText(JSON.stringify(params === undefined ? { id, method } : { id, method, params }));
-    return id;
-  }
-
-  async request(method: string, params?: unknown, id?: RpcId): Promise<RpcMessage> {
-    const sent = await this.sendRequest(method, params, id);
-    return this.readUntilResponse(sent);
-  }
-
-  initialize(opts: InitializeOptions = {}): Promise<RpcMessage> {
-    return this.request('initialize', initializeParams(opts), opts.id);
-  }
-
-  async readUntilResponse(id: RpcId, timeoutMs = this.readTimeoutMs): Promise<RpcMessage> {
-    return (await this.inbox.readUntil(isResponseTo(id), `the answer to id ${JSON.stringify(id)}`, timeoutMs))
-      .match;
+  protected sendMessageText(text: string): Promise<void> {
+    return this.sendText(text);
   }
 
   next(timeoutMs = this.readTimeoutMs): Promise<RpcMessage> {
