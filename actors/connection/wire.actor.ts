@@ -28,18 +28,24 @@ export interface WireServerRequest {
   params: unknown;
 }
 
-export function wireBehaviour(send: (text: string) => void): Behaviour {
+export interface WireOutput {
+  send: (text: string) => void;
+  /** Called after each reply is written: the request it answers is finished. */
+  replied: () => void;
+}
+
+export function wireBehaviour({ send, replied }: WireOutput): Behaviour {
   return {
     receive(message: Message) {
       switch (message.type) {
         case REPLY: {
-          const { correlation, reply } = message.body as ReplyMessage;
-          const id = correlation;
+          const { correlation: id, reply } = message.body as ReplyMessage;
           send(
             reply.ok
               ? encodeResponse(id, JSON.stringify(reply.value ?? null))
               : encodeError(id, toWireError(fromErrorData(reply.error))),
           );
+          replied();
           return;
         }
         case WIRE_NOTIFY: {

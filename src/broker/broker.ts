@@ -28,7 +28,6 @@ import {
   type ServerRequestBody,
 } from '../../actors/connection/connection.actor.js';
 import { wireBehaviour } from '../../actors/connection/wire.actor.js';
-import { REPLY } from '../runtime/envelope.js';
 import { handlers, type CallMethod, type HandlerContext } from './handlers.js';
 import { ServerInfo } from './server-info.js';
 import type { Transport } from '../transport/transport.js';
@@ -110,15 +109,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
     const wire = wireAddress(id);
     this.system.spawn(
       wire,
-      () => {
-        const behaviour = wireBehaviour((text) => transport.send(text));
-        return {
-          receive: (message, ctx) => {
-            behaviour.receive(message, ctx);
-            if (message.type === REPLY) this.requestFinished(record);
-          },
-        };
-      },
+      () =>
+        wireBehaviour({
+          send: (text) => transport.send(text),
+          replied: () => this.requestFinished(record),
+        }),
+      // What the wire actor holds is output already produced for accepted work; refusing it
+      // would lose answers, so its mailbox is not bounded here.
       { capacity: Number.MAX_SAFE_INTEGER },
     );
     this.system.spawn(connectionAddress(id), () => connectionBehaviour(this.connectionDeps(record)), {
