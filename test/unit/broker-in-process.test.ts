@@ -170,3 +170,12 @@ test('close() lets in-flight requests finish and refuses new connections', async
     (e) => isBrokerError(e, 'SHUTTING_DOWN'),
   );
 });
+
+test('the broker hosts the crypto actor in its worker pool', async (t) => {
+  const broker = setup(t);
+  const digest = await broker.crypto<string>('digest', { algorithm: 'sha256', data: 'abc' });
+  assert.equal(digest, 'ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0');
+  await assert.rejects(broker.crypto('digest', { algorithm: 'none', data: 'abc' }), (e) =>
+    isBrokerError(e, 'INVALID_INPUT'),
+  );
+});
