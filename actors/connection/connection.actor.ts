@@ -14,7 +14,7 @@ import {
 import { decodeClientRequest } from '../../src/protocol/request-decoder.js';
 import type { RequestId } from '../../src/protocol/request-id.js';
 import { ServerRequests, type ServerRequestMethod } from '../../src/protocol/methods/index.js';
-import { validatorFor } from '../../src/protocol/registry.js';
+import { explainInvalid } from '../../src/protocol/registry.js';
 import type { Logger } from '../../src/util/logger.js';
 import {
   connectionMachine,
@@ -179,7 +179,7 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
         case ConnectionMessage.clientResponse: {
           const { id, result } = message.body as { id: RequestId; result: unknown };
           settle(id, (p) => {
-            const error = validatorFor(ServerRequests[p.method].result).explain(result);
+            const error = explainInvalid(ServerRequests[p.method].result, result);
             if (error) {
               p.reject(new BrokerError('CLIENT_ERROR', `malformed ${p.method} response: ${error}`));
             } else {

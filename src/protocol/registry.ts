@@ -69,28 +69,14 @@ export type ParamsOf<D> = D extends { params: infer P extends TSchema } ? Static
 export type ResultOf<D> = D extends { result: infer R extends TSchema } ? Static<R> : never;
 
 /**
- * Checks a value against a schema with the serde-style walker, which both validates and words the
- * error exactly as codex would. It is the only validator at run time (TypeBox's compiler costs
- * a tenth of a second at start-up); a property test holds it to TypeBox's own check.
+ * Validation is the serde-style walker, which both checks a value and words the error exactly as
+ * codex would. It is the only validator at run time (TypeBox's compiler costs a tenth of a second
+ * at start-up); a property test holds it to TypeBox's own check.
  */
-export class SchemaValidator<S extends TSchema> {
-  constructor(readonly schema: S) {}
-  check(value: unknown): value is Static<S> {
-    return this.explain(value) === undefined;
-  }
-  /** The serde-style error for a value, or undefined when it is valid. */
-  explain(value: unknown): string | undefined {
-    return serdeError(this.schema as unknown as JsonSchema, value);
-  }
+export function explainInvalid(schema: TSchema, value: unknown): string | undefined {
+  return serdeError(schema as unknown as JsonSchema, value);
 }
 
-const validators = new WeakMap<TSchema, SchemaValidator<TSchema>>();
-
-export function validatorFor<S extends TSchema>(schema: S): SchemaValidator<S> {
-  let v = validators.get(schema);
-  if (!v) {
-    v = new SchemaValidator(schema);
-    validators.set(schema, v);
-  }
-  return v as SchemaValidator<S>;
+export function isValid<S extends TSchema>(schema: S, value: unknown): value is Static<S> {
+  return explainInvalid(schema, value) === undefined;
 }

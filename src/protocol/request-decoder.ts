@@ -7,7 +7,7 @@ import type { Static } from 'typebox';
 import type { InitializeParams } from './methods/initialize.js';
 import { ClientRequests, type ClientMethod } from './methods/index.js';
 import type { RequestId } from './request-id.js';
-import { validatorFor } from './registry.js';
+import { explainInvalid } from './registry.js';
 import { missingField, unknownVariant } from './serde-errors.js';
 
 export type DecodedRequest =
@@ -38,7 +38,7 @@ export function decodeClientRequest(req: {
   if (!req.hasParams && def.paramsRequired) return invalid(id, missingField('params'));
   const params = req.hasParams ? req.params : undefined;
   if (params !== undefined) {
-    const error = validatorFor(def.params).explain(params);
+    const error = explainInvalid(def.params, params);
     if (error) return invalid(id, error);
   }
   if (name === 'initialize') {

@@ -2,7 +2,7 @@
  * Addresses, delivery and asks. `tell` and `ask` look the same whether the receiver is a
  * behaviour in this thread or a worker-hosted actor: both get the same msgpackr envelope.
  */
-import { BrokerError, fromErrorData, toErrorData } from '../protocol/errors.js';
+import { BrokerError, fromErrorData } from '../protocol/errors.js';
 import { createActorCodec, type ActorCodec } from '../codec/msgpack.js';
 import type { Logger } from '../util/logger.js';
 import {
@@ -140,9 +140,4 @@ export class ActorSystem {
       pending.reject(new BrokerError('ACTOR_STOPPED', 'actor system stopped'));
     this.asks.clear();
   }
-}
-
-/** Turns an error into the plain data a reply carries (used by hosts that reply by hand). */
-export function errorReply(e: unknown): Reply {
-  return { ok: false, error: toErrorData(e) };
 }
