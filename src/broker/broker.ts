@@ -16,7 +16,12 @@ import {
 } from '../protocol/methods/index.js';
 import type { ParamsOf, ResultOf } from '../protocol/registry.js';
 import { createLogger, type Logger } from '../util/logger.js';
-import { DEFAULT_SETTINGS, type GatehouseSettings } from '../config/config.js';
+import {
+  DEFAULT_CODEX_KEYS,
+  DEFAULT_SETTINGS,
+  type CodexKeys,
+  type GatehouseSettings,
+} from '../config/config.js';
 import type { LifecycleState, Session } from '../../actors/connection/connection.machine.js';
 import {
   connectionBehaviour,
@@ -28,7 +33,26 @@ import {
   type ServerRequestBody,
 } from '../../actors/connection/connection.actor.js';
 import { wireBehaviour } from '../../actors/connection/wire.actor.js';
-import { handlers, type CallMethod, type HandlerContext } from './handlers.js';
+import { createHandlers, type CallMethod, type HandlerContext, type HandlerTable } from './handlers.js';
+import type { BackendClient, BrokerServices } from './services.js';
+import { createBackendClient, trustedCas } from './backend-client.js';
+import { ClientRequests } from '../protocol/methods/index.js';
+import type { Scope } from '../protocol/registry.js';
+import {
+  ScopeMessage,
+  scopeQueueBehaviour,
+  type ScopeRequestBody,
+} from '../../actors/scope/scope-queue.actor.js';
+import {
+  CREDENTIALS_ACTOR,
+  CredentialsMessage,
+  credentialsBehaviour,
+  type RefreshedTokens,
+} from '../../actors/account/credentials.actor.js';
+import type { AuthSource, UpstreamAuth } from '../upstream/auth-source.js';
+import { AccountService } from '../account/account-service.js';
+import { accountInternalHandlers } from '../account/handlers.js';
+import { issuerTokens } from '../auth/issuer.js';
 import { ServerInfo } from './server-info.js';
 import type { Transport } from '../transport/transport.js';
 import { InProcessClient, InProcessTransport } from '../transport/in-process-transport.js';
@@ -37,8 +61,10 @@ export interface BrokerOptions {
   /** Absolute path reported as `codexHome`; the caller resolves it (see config.ts). */
   codexHome: string;
   settings?: Partial<GatehouseSettings>;
+  /** The codex keys Gatehouse reads (`chatgpt_base_url`, forced login rules). */
+  codex?: Partial<CodexKeys>;
   log?: Logger;
-  /** Environment used for the user agent (terminal, originator override). */
+  /** Environment: the user agent (terminal, originator override) and `CODEX_CA_CERTIFICATE`. */
   env?: NodeJS.ProcessEnv;
   /** A SimulatedClock for connection machines in tests. */
   clock?: ConnectionDeps['clock'];
@@ -61,10 +87,22 @@ interface ConnectionRecord {
 
 export const CRYPTO_ACTOR = 'crypto';
 
+/** The actor serving each scope's queue. */
+export function scopeAddress(scope: Scope): string {
+  return `scope/${scope}`;
+}
+
 export class Broker extends EventEmitter<BrokerEvents> {
   readonly system: ActorSystem;
   readonly settings: GatehouseSettings;
+  readonly codex: CodexKeys;
   readonly log: Logger;
+  /** What request handlers may use; built once. */
+  readonly services: BrokerServices;
+  private readonly handlers: HandlerTable;
+  private readonly account: AccountService;
+  /** Whether credentials are installed: new connections start out authenticated then. */
+  private authenticated = false;
   private readonly pool: Piscina;
   private readonly serverInfo: ServerInfo;
   private readonly connections = new Map<string, ConnectionRecord>();
@@ -79,6 +117,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   constructor(private readonly options: BrokerOptions) {
     super();
     this.settings = { ...DEFAULT_SETTINGS, ...options.settings };
+    this.codex = { ...DEFAULT_CODEX_KEYS, ...options.codex };
     this.log = options.log ?? createLogger();
     this.serverInfo = new ServerInfo(options.codexHome, options.env);
     this.serverRequestTimeouts = {
@@ -94,6 +133,104 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.system.spawnHost(CRYPTO_ACTOR, poolHost(this.pool, this.system.codec), {
       concurrency: this.settings.workerThreads * 4,
     });
+    this.services = this.createServices(options.env ?? process.env);
+    this.account = new AccountService(this.services, (method, params) =>
+      this.enqueueScoped('account-auth', method, params),
+    );
+    this.handlers = createHandlers(this.services, this.account);
+    this.spawnAccountActors();
+    void this.enqueueScoped('account-auth', RESTORE_ACCOUNT, null).catch((e: unknown) =>
+      this.log.error({ err: (e as Error).message }, 'could not restore the stored login'),
+    );
+  }
+
+  private createServices(env: NodeJS.ProcessEnv): BrokerServices {
+    const system = this.system;
+    const auth: AuthSource = {
+      current: () => system.ask<UpstreamAuth | null>(CREDENTIALS_ACTOR, CredentialsMessage.current, null),
+      unauthorized: (failed) =>
+        system.ask<UpstreamAuth>(CREDENTIALS_ACTOR, CredentialsMessage.unauthorized, {
+          generation: failed.generation,
+        }),
+    };
+    const backend: BackendClient = createBackendClient({
+      chatgptBaseUrl: this.codex.chatgptBaseUrl,
+      auth,
+      ca: trustedCas(env),
+    });
+    return {
+      system,
+      log: this.log,
+      settings: this.settings,
+      codex: this.codex,
+      codexHome: this.options.codexHome,
+      env,
+      auth,
+      backend,
+      notify: (connectionId, method, params) => this.notify(connectionId, method, params),
+      request: (connectionId, method, params) => this.request(connectionId, method, params),
+      broadcast: (method, params) => this.broadcast(method, params),
+      setAuthenticated: (on) => this.setAuthenticated(on),
+      userAgent: (name, version) => this.serverInfo.userAgent(name, version),
+      originator: (name) => this.serverInfo.originator(name),
+    };
+  }
+
+  private spawnAccountActors(): void {
+    this.system.spawn(CREDENTIALS_ACTOR, () =>
+      credentialsBehaviour({
+        log: this.log,
+        forcedWorkspaceIds: this.codex.forcedChatgptWorkspaceIds,
+        refreshTimeoutMs: this.settings.chatgptAuthTokensRefreshTimeoutMs,
+        askHost: (connectionId, previousAccountId) =>
+          this.request(connectionId, 'account/chatgptAuthTokens/refresh', {
+            reason: 'unauthorized',
+            previousAccountId,
+          }) as Promise<RefreshedTokens>,
+        refreshManaged: (current) => this.account.refreshManaged(current),
+      }),
+    );
+    const scoped = Object.fromEntries(
+      Object.entries(ClientRequests)
+        .filter(([, def]) => 'scope' in def && def.scope === 'account-auth')
+        .map(([method]) => [
+          method,
+          this.handlers[method as CallMethod] as (p: unknown, c: HandlerContext) => unknown,
+        ]),
+    );
+    this.system.spawn(scopeAddress('account-auth'), () =>
+      scopeQueueBehaviour({
+        handlers: {
+          ...scoped,
+          ...accountInternalHandlers(this.account),
+          [RESTORE_ACCOUNT]: () => this.account.restore(),
+        },
+        capacity: this.settings.mailboxCapacity,
+        log: this.log,
+      }),
+    );
+  }
+
+  /** Puts broker-internal work on a scope's queue (no client request behind it). */
+  private enqueueScoped(scope: Scope, method: string, params: unknown): Promise<unknown> {
+    const body: ScopeRequestBody = { method, params, connectionId: '', session: INTERNAL_SESSION };
+    return this.system.ask(scopeAddress(scope), ScopeMessage.request, body);
+  }
+
+  /** Sends a notification to every connection; one that is gone is simply skipped. */
+  async broadcast(method: ServerNotificationMethod, params: unknown): Promise<void> {
+    await Promise.all(
+      [...this.connections.keys()].map((id) => this.notify(id, method, params).catch(() => false)),
+    );
+  }
+
+  private async setAuthenticated(on: boolean): Promise<void> {
+    this.authenticated = on;
+    await Promise.all(
+      [...this.connections.values()]
+        .filter((c) => c.state !== 'uninitialized' && c.state !== 'closed')
+        .map((c) => this.lifecycle(c.id, on ? 'auth.authenticated' : 'auth.cleared').catch(() => undefined)),
+    );
   }
 
   get codexHome(): string {
@@ -185,6 +322,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private async shutdown(deadlineMs: number): Promise<void> {
     this.accepting = false;
+    this.account.close();
     for (const c of this.connections.values()) c.transport.stopReading();
     if (this.inFlight > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -211,20 +349,57 @@ export class Broker extends EventEmitter<BrokerEvents> {
       log: this.log,
       nextServerRequestId: () => this.nextServerRequestId++,
       initializeResult: (s: Session) => this.serverInfo.initializeResult(s.clientName, s.clientVersion),
-      dispatch: (method, params, session) => {
-        const ctx: HandlerContext = { connectionId: record.id, session };
-        const handler = handlers[method as CallMethod] as (p: unknown, c: HandlerContext) => unknown;
-        // Synchronous throws become rejections, so every handler error is an error reply.
-        return Promise.resolve().then(() => handler(params, ctx));
-      },
+      dispatch: (method, params, session) => this.dispatch(record.id, method as CallMethod, params, session),
       serverRequestTimeoutMs: (method) => this.serverRequestTimeouts[method],
       onStateChange: (state) => {
         record.state = state;
         this.emit('connectionStateChanged', { connectionId: record.id, state });
+        // Credentials are broker-wide: a client that arrives after a login is authenticated too.
+        if (state === 'initialized' && this.authenticated) {
+          void this.lifecycle(record.id, 'auth.authenticated').catch(() => undefined);
+        }
       },
     };
     if (this.options.clock) deps.clock = this.options.clock;
     return deps;
+  }
+
+  /**
+   * Runs a request's handler: on its scope's queue when the method has a scope, else at once.
+   * Synchronous throws become rejections, so every handler error is an error reply.
+   */
+  private dispatch(
+    connectionId: string,
+    method: CallMethod,
+    params: unknown,
+    session: Session,
+  ): Promise<unknown> {
+    const def = ClientRequests[method];
+    if ('scope' in def && def.scope) {
+      const body: ScopeRequestBody = { method, params, connectionId, session };
+      return this.system.ask(scopeAddress(def.scope), ScopeMessage.request, body);
+    }
+    const followUps: (() => Promise<void> | void)[] = [];
+    const ctx: HandlerContext = { connectionId, session, after: (work) => followUps.push(work) };
+    const handler = this.handlers[method] as (p: unknown, c: HandlerContext) => unknown;
+    const answer = Promise.resolve().then(() => handler(params, ctx));
+    void answer.then(
+      () => {
+        if (followUps.length === 0) return;
+        // The reply reaches the wire by microtasks; follow-ups start a macrotask later.
+        setImmediate(() => {
+          for (const work of followUps) {
+            void Promise.resolve()
+              .then(work)
+              .catch((e: unknown) =>
+                this.log.error({ method, err: (e as Error).message }, 'follow-up failed'),
+              );
+          }
+        });
+      },
+      () => undefined,
+    );
+    return answer;
   }
 
   /** Classifies one inbound text and routes it; never throws, never replies to what spec A.4 ignores. */
@@ -316,6 +491,18 @@ export class Broker extends EventEmitter<BrokerEvents> {
     }
   }
 }
+
+/** Internal work on the account queue at start-up: install what auth.json holds. */
+const RESTORE_ACCOUNT = '$account/restore';
+
+/** The session of broker-internal work on a scope queue, which no client sent. */
+const INTERNAL_SESSION: Session = {
+  clientName: 'gatehouse',
+  clientVersion: '0',
+  experimentalApi: true,
+  requestAttestation: false,
+  optOutNotificationMethods: [],
+};
 
 export function connectionAddress(id: string): string {
   return `connection/${id}`;

@@ -1,18 +1,24 @@
 /**
  * Handlers for every client request except `initialize`, which the connection machine owns.
  * The table is checked against the registry: a method without a handler, or a handler without a
- * method, does not compile.
+ * method, does not compile. Each area contributes its part, built from the broker's services.
  */
 import type { ClientMethod } from '../protocol/methods/index.js';
 import { ClientRequests } from '../protocol/methods/index.js';
 import type { ParamsOf, ResultOf } from '../protocol/registry.js';
 import type { Session } from '../../actors/connection/connection.machine.js';
+import type { BrokerServices } from './services.js';
+import { accountHandlers } from '../account/handlers.js';
+import type { AccountService } from '../account/account-service.js';
+import { relayHandlers } from '../relay/handlers.js';
 
 export type CallMethod = Exclude<ClientMethod, 'initialize'>;
 
 export interface HandlerContext {
   connectionId: string;
   session: Session;
+  /** Runs `work` once the reply has been handed to the connection (follow-up notifications). */
+  after(work: () => Promise<void> | void): void;
 }
 
 export type RequestHandler<M extends CallMethod> = (
@@ -22,6 +28,14 @@ export type RequestHandler<M extends CallMethod> = (
 
 export type HandlerTable = { [M in CallMethod]: RequestHandler<M> };
 
-export const handlers = {
+export const mockHandlers = {
   'mock/experimentalMethod': (params) => ({ echoed: params?.value ?? null }),
-} satisfies HandlerTable;
+} satisfies Pick<HandlerTable, 'mock/experimentalMethod'>;
+
+export function createHandlers(services: BrokerServices, account: AccountService): HandlerTable {
+  return {
+    ...mockHandlers,
+    ...accountHandlers(account),
+    ...relayHandlers(services),
+  } satisfies HandlerTable;
+}

@@ -27,6 +27,18 @@ export interface GatehouseSettings {
   chatgptAuthTokensRefreshTimeoutMs: number;
   /** Worker threads in the pool. */
   workerThreads: number;
+  /** Port of the browser-login callback server on 127.0.0.1 (codex: 1455; 0 picks a free one). */
+  loginCallbackPort: number;
+  /** OAuth issuer of browser logins (codex: https://auth.openai.com). */
+  loginIssuer: string;
+  /** Retries of a failed Responses stream per transport (codex: 5 on WebSocket, then 5 on HTTP). */
+  streamMaxRetries: number;
+  /** First retry delay; each later one doubles, with jitter (codex: about 200 ms). */
+  retryBaseDelayMs: number;
+  /** Connect and response-header deadline of one upstream request. */
+  upstreamRequestTimeoutMs: number;
+  /** A Responses stream that sends nothing for this long is treated as dropped (codex: 300 s). */
+  streamIdleTimeoutMs: number;
 }
 
 export const DEFAULT_SETTINGS: GatehouseSettings = {
@@ -36,10 +48,27 @@ export const DEFAULT_SETTINGS: GatehouseSettings = {
   attestationTimeoutMs: ServerRequests['attestation/generate'].timeoutMs,
   chatgptAuthTokensRefreshTimeoutMs: ServerRequests['account/chatgptAuthTokens/refresh'].timeoutMs,
   workerThreads: 2,
+  loginCallbackPort: 1455,
+  loginIssuer: 'https://auth.openai.com',
+  streamMaxRetries: 5,
+  retryBaseDelayMs: 200,
+  upstreamRequestTimeoutMs: 30_000,
+  streamIdleTimeoutMs: 300_000,
 };
 
-/** `gatehouse.<key>` -> setting, with the accepted range. */
-const SETTING_KEYS: Record<string, { setting: keyof GatehouseSettings; min: number; max: number }> = {
+type NumericSetting = {
+  [K in keyof GatehouseSettings]: GatehouseSettings[K] extends number ? K : never;
+}[keyof GatehouseSettings];
+type TextSetting = {
+  [K in keyof GatehouseSettings]: GatehouseSettings[K] extends string ? K : never;
+}[keyof GatehouseSettings];
+
+/** `gatehouse.<key>` -> setting, with the accepted range or shape. */
+const SETTING_KEYS: Record<
+  string,
+  | { setting: NumericSetting; min: number; max: number }
+  | { setting: TextSetting; pattern: RegExp; shape: string }
+> = {
   max_line_bytes: { setting: 'maxLineBytes', min: 1024, max: 1024 * 1024 * 1024 },
   mailbox_capacity: { setting: 'mailboxCapacity', min: 1, max: 10_000_000 },
   shutdown_timeout_ms: { setting: 'shutdownTimeoutMs', min: 0, max: 600_000 },
@@ -50,18 +79,48 @@ const SETTING_KEYS: Record<string, { setting: keyof GatehouseSettings; min: numb
     max: 3_600_000,
   },
   worker_threads: { setting: 'workerThreads', min: 1, max: 64 },
+  login_callback_port: { setting: 'loginCallbackPort', min: 0, max: 65_535 },
+  login_issuer: {
+    setting: 'loginIssuer',
+    pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/,
+    shape: 'an http(s) URL',
+  },
+  stream_max_retries: { setting: 'streamMaxRetries', min: 0, max: 100 },
+  retry_base_delay_ms: { setting: 'retryBaseDelayMs', min: 0, max: 60_000 },
+  upstream_request_timeout_ms: { setting: 'upstreamRequestTimeoutMs', min: 1, max: 600_000 },
+  stream_idle_timeout_ms: { setting: 'streamIdleTimeoutMs', min: 1, max: 3_600_000 },
 };
 
 /** Top-level codex keys Gatehouse reads; everything else codex knows is accepted and ignored. */
 export const USED_CODEX_KEYS = [
   'chatgpt_base_url',
+  'openai_base_url',
   'forced_login_method',
   'forced_chatgpt_workspace_id',
 ] as const;
 
+/** The codex keys Gatehouse reads (`USED_CODEX_KEYS`), parsed and checked. */
+export interface CodexKeys {
+  /** Base of every backend URL, without a trailing slash (codex: https://chatgpt.com/backend-api). */
+  chatgptBaseUrl: string;
+  /** Base of the Responses API under API-key auth (codex: https://api.openai.com/v1). */
+  openaiBaseUrl: string;
+  forcedLoginMethod: 'chatgpt' | 'api' | null;
+  /** The allowed workspaces; null when unrestricted. */
+  forcedChatgptWorkspaceIds: string[] | null;
+}
+
+export const DEFAULT_CODEX_KEYS: CodexKeys = {
+  chatgptBaseUrl: 'https://chatgpt.com/backend-api',
+  openaiBaseUrl: 'https://api.openai.com/v1',
+  forcedLoginMethod: null,
+  forcedChatgptWorkspaceIds: null,
+};
+
 export interface Config {
   codexHome: string;
   settings: GatehouseSettings;
+  codex: CodexKeys;
   /** The merged TOML table (config.toml, then overrides), for the codex keys later features read. */
   table: Record<string, unknown>;
   /** Keys that were accepted but are not used by Gatehouse (logged at debug by the caller). */
@@ -113,7 +172,44 @@ export function loadConfig(options: { env?: NodeJS.ProcessEnv; overrides?: strin
     if (key === 'gatehouse') applyGatehouseTable(settings, value);
     else if (!(USED_CODEX_KEYS as readonly string[]).includes(key)) ignoredKeys.push(key);
   }
-  return { codexHome, settings, table, ignoredKeys };
+  return { codexHome, settings, codex: readCodexKeys(table), table, ignoredKeys };
+}
+
+function baseUrl(table: Record<string, unknown>, key: string): string | undefined {
+  const value = table[key];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !URL.canParse(value) || !/^https?:/.test(value)) {
+    throw new ConfigError(`${key} must be an http(s) URL, such as "https://127.0.0.1:8443/backend-api"`);
+  }
+  return value.replace(/\/+$/, '');
+}
+
+function readCodexKeys(table: Record<string, unknown>): CodexKeys {
+  const keys = { ...DEFAULT_CODEX_KEYS };
+  keys.chatgptBaseUrl = baseUrl(table, 'chatgpt_base_url') ?? keys.chatgptBaseUrl;
+  keys.openaiBaseUrl = baseUrl(table, 'openai_base_url') ?? keys.openaiBaseUrl;
+  const method = table.forced_login_method;
+  if (method !== undefined) {
+    if (method !== 'chatgpt' && method !== 'api') {
+      throw new ConfigError('forced_login_method must be "chatgpt" or "api"');
+    }
+    keys.forcedLoginMethod = method;
+  }
+  const workspaces = table.forced_chatgpt_workspace_id;
+  if (workspaces !== undefined) {
+    const list = typeof workspaces === 'string' ? [workspaces] : workspaces;
+    if (!Array.isArray(list) || !list.every((w): w is string => typeof w === 'string' && w.trim() !== '')) {
+      throw new ConfigError('forced_chatgpt_workspace_id must be a workspace id or a list of them');
+    }
+    // codex refuses "a,b": a list is written as a TOML array.
+    if (typeof workspaces === 'string' && workspaces.includes(',')) {
+      throw new ConfigError(
+        'forced_chatgpt_workspace_id must be a single workspace id; write several as a list: ["ws-a", "ws-b"]',
+      );
+    }
+    keys.forcedChatgptWorkspaceIds = list.map((w) => w.trim());
+  }
+  return keys;
 }
 
 function readConfigToml(path: string): Record<string, unknown> {
@@ -152,6 +248,13 @@ function applyGatehouseTable(settings: GatehouseSettings, table: unknown): void 
       throw new ConfigError(
         `unknown setting gatehouse.${key} (known: ${Object.keys(SETTING_KEYS).join(', ')})`,
       );
+    }
+    if ('pattern' in spec) {
+      if (typeof value !== 'string' || !spec.pattern.test(value)) {
+        throw new ConfigError(`gatehouse.${key} must be ${spec.shape}`);
+      }
+      settings[spec.setting] = value;
+      continue;
     }
     if (typeof value !== 'number' || !Number.isInteger(value) || value < spec.min || value > spec.max) {
       throw new ConfigError(`gatehouse.${key} must be an integer from ${spec.min} to ${spec.max}`);

@@ -64,7 +64,11 @@ export type BrokerErrorCode =
   | 'CLIENT_ERROR'
   | 'WORKER_FAILED'
   | 'SHUTTING_DOWN'
-  | 'INVALID_INPUT';
+  | 'INVALID_INPUT'
+  /** The 401 refresh loop could not get new credentials; the message is spec C.8's failure text. */
+  | 'AUTH_REFRESH_FAILED'
+  /** The backend could not be reached or answered with an error; the message says how. */
+  | 'UPSTREAM_FAILED';
 
 export class BrokerError extends Error {
   readonly [BROKER_BRAND] = true;

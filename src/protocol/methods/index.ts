@@ -1,12 +1,18 @@
 /** The four registries, one per direction. Adding a method means adding it to one of these. */
-import { accountNotifications, accountServerRequests } from './account.js';
+import { accountNotifications, accountRequests, accountServerRequests } from './account.js';
 import { attestationServerRequests } from './attestation.js';
 import { initializeRequests, initializedNotification } from './initialize.js';
 import { mockRequests } from './mock.js';
+import { threadNotifications, threadRequests } from './thread.js';
 
-export const ClientRequests = { ...initializeRequests, ...mockRequests } as const;
+export const ClientRequests = {
+  ...initializeRequests,
+  ...accountRequests,
+  ...threadRequests,
+  ...mockRequests,
+} as const;
 export const ServerRequests = { ...accountServerRequests, ...attestationServerRequests } as const;
-export const ServerNotifications = { ...accountNotifications } as const;
+export const ServerNotifications = { ...accountNotifications, ...threadNotifications } as const;
 export const ClientNotifications = { ...initializedNotification } as const;
 
 export type ClientMethod = keyof typeof ClientRequests;
