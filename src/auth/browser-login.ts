@@ -138,8 +138,10 @@ export class BrowserLogin {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.timer);
+    // Stop listening; the browser's request in flight still gets its page (sent with
+    // `connection: close`), and idle keep-alive sockets go now.
     this.server?.close();
-    this.server?.closeAllConnections();
+    this.server?.closeIdleConnections();
     this.resolveOutcome(outcome);
   }
 }
