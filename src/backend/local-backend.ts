@@ -1,436 +1,259 @@
 /**
- * `gatehouse local-backend`: the endpoints Gatehouse calls, served on loopback over HTTPS and
- * WebSocket with a throwaway CA, so the whole system runs offline — demos, tests and load tests.
- * Bearers are checked the way a real backend would (shape, expiry, revocation), and faults can be
- * scripted per route. Tokens are never logged; recorded requests stay in memory.
+ * `startLocalBackend()`: the ChatGPT backend endpoints Gatehouse calls, served on loopback over
+ * HTTPS and WebSocket with a throwaway CA, so the whole system runs offline (demos, integration
+ * and load tests). It is the server behind `gatehouse local-backend`.
+ *
+ * - `/backend-api/...` checks the bearer as a real backend would (shape, expiry, revocation) and
+ *   answers accounts/check, the config bundle, Responses over SSE and over the WebSocket, and
+ *   realtime call creation (routes.ts names them all).
+ * - `/oauth/authorize` and `/oauth/token` are an OAuth issuer that signs in one configured user.
+ * - Faults can be scripted per route (faults.ts), every request is recorded in memory
+ *   (request-log.ts), and `/__gatehouse/...` exposes both to other processes (control-api.ts).
+ *
+ * Logs carry the route, method and status of each request (at debug level), never a header,
+ * body or token.
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:https';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
+import { createServer } from 'node:https';
+import { isIPv4, isIPv6, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { join, resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
 import { silentLogger, type Logger } from '../util/logger.js';
-import { createLocalCertificates } from './tls-ca.js';
-import { FaultError, Faults, parseFaultRule, type FaultAction, type Route } from './faults.js';
-import { responseEvents, type ResponsesEvent } from './responses.js';
-import { chatgptClaims, mintJwt, readClaims } from './tokens.js';
+import { checkBearer, UNAUTHORIZED_BODY } from './bearer.js';
+import { handleControl, isControlPath } from './control-api.js';
+import { Exchange, type BackendState } from './exchange.js';
+import { Faults } from './faults.js';
+import { HTTP_HANDLERS, STREAMING_ROUTES } from './handlers.js';
+import { HttpError, looksLikeJson, reasonBody, sleep } from './http-io.js';
+import { OAuthIssuer } from './oauth-issuer.js';
+import type { RecordedRequest } from './request-log.js';
+import { handleResponsesUpgrade } from './responses-socket.js';
+import { BACKEND_ROUTES, matchRoute, UNMATCHED_ROUTE, type HttpRouteName } from './routes.js';
+import { createLocalCertificates, ipAddressBytes } from './tls-ca.js';
+import { DEFAULT_LOCAL_USER, type ChatgptUser } from './tokens.js';
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
-const MAX_BODY_BYTES = 16 * 1024 * 1024;
-const MAX_RECORDED = 10_000;
+export type { RecordedRequest } from './request-log.js';
+export type { ChatgptUser } from './tokens.js';
 
-export interface LocalBackendUser {
-  email: string;
-  accountId: string;
-  userId: string;
-  planType: string;
-}
+const MAX_WS_MESSAGE_BYTES = 32 * 1024 * 1024;
+export const CA_CERT_FILE = 'ca.pem';
+const IPV6_LOOPBACK = ipAddressBytes('::1');
 
 export interface LocalBackendOptions {
+  /** TCP port; 0 (the default) picks a free one. */
   port?: number;
+  /** A loopback address: 127.0.0.1 (default), another 127.x.y.z, ::1 or localhost. */
   host?: string;
-  /** Where `ca.pem` is written; a fresh temporary folder by default. */
+  /** Where `ca.pem` is written (created if missing). Default: a fresh temporary folder, removed by close(). */
   stateDir?: string;
+  /** Default: silent. */
   log?: Logger;
-  /** Pause between streamed events, to make turns observable. */
+  /** Pause between two streamed Responses events, to make turns observable (default 0). */
   responseDelayMs?: number;
-  /** Who the issuer signs in. */
-  user?: Partial<LocalBackendUser>;
-}
-
-export interface RecordedRequest {
-  at: number;
-  route: Route | 'other';
-  method: string;
-  path: string;
-  status: number;
-  /** Lower-cased, as received (tests check authorization and attestation headers). */
-  headers: Record<string, string>;
+  /** Who the OAuth issuer signs in (default dev@example.com, acct-1, user-1, plan plus). */
+  user?: Partial<ChatgptUser>;
 }
 
 export interface LocalBackend {
-  url: string;
-  chatgptBaseUrl: string;
-  issuer: string;
-  caCertPath: string;
-  caCertPem: string;
-  faults: Faults;
-  requests: RecordedRequest[];
+  /** `https://127.0.0.1:PORT` (the host as bound). */
+  readonly url: string;
+  /** `${url}/backend-api`: the value of codex's `chatgpt_base_url`. */
+  readonly chatgptBaseUrl: string;
+  /** `${url}`: the OAuth issuer (authorize and token endpoints under /oauth). */
+  readonly issuer: string;
+  /** The CA certificate as a PEM file (mode 0600): the value of `CODEX_CA_CERTIFICATE`. */
+  readonly caCertPath: string;
+  readonly caCertPem: string;
+  /** The user the issuer signs in. */
+  readonly user: Readonly<ChatgptUser>;
+  /** Scripted faults: `faults.add(rule)`, `faults.clear()`, `faults.list()`. */
+  readonly faults: Faults;
+  /** Recorded requests, oldest first, the newest 10,000; empty it with `requests.length = 0`. */
+  readonly requests: RecordedRequest[];
+  /** From now on this bearer (JWT or API key) gets 401. */
   revokeBearer(token: string): void;
+  /** Stops listening, closes every connection and socket, ends pending delays. */
   close(): Promise<void>;
 }
 
-export async function startLocalBackend(options: LocalBackendOptions = {}): Promise<LocalBackend> {
-  const host = options.host ?? '127.0.0.1';
-  if (!LOOPBACK.has(host)) throw new Error(`the local backend listens on loopback only, not ${host}`);
-  const log = options.log ?? silentLogger();
-  const user: LocalBackendUser = {
-    email: 'dev@example.com',
-    accountId: 'acct-1',
-    userId: 'user-1',
-    planType: 'plus',
-    ...options.user,
-  };
-  const certs = createLocalCertificates();
-  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'gatehouse-backend-'));
-  const caCertPath = join(stateDir, 'ca.pem');
-  writeFileSync(caCertPath, certs.caPem, { mode: 0o600 });
+export class LocalBackendError extends Error {
+  override name = 'LocalBackendError';
+}
 
+/** The backend hands out credentials to whoever asks: it must never be reachable off this host. */
+export function assertLoopbackHost(host: string): void {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  const loopback =
+    bare === 'localhost' ||
+    (isIPv4(bare) && bare.startsWith('127.')) ||
+    (isIPv6(bare) && ipAddressBytes(bare).equals(IPV6_LOOPBACK));
+  if (!loopback) {
+    throw new LocalBackendError(
+      `the local backend listens on loopback only (127.0.0.1, ::1 or localhost), not "${host}": ` +
+        'it accepts any well-formed token and must not be reachable from other machines',
+    );
+  }
+}
+
+export async function startLocalBackend(options: LocalBackendOptions = {}): Promise<LocalBackend> {
+  const host = (options.host ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1');
+  assertLoopbackHost(host);
+  const port = options.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new LocalBackendError(`port must be an integer from 0 to 65535, not ${port}`);
+  }
+  const responseDelayMs = options.responseDelayMs ?? 0;
+  if (!Number.isInteger(responseDelayMs) || responseDelayMs < 0 || responseDelayMs > 60_000) {
+    throw new LocalBackendError(`responseDelayMs must be an integer from 0 to 60000, not ${responseDelayMs}`);
+  }
+  const log = options.log ?? silentLogger();
+  const user: ChatgptUser = { ...DEFAULT_LOCAL_USER, ...options.user };
+
+  const certs = createLocalCertificates(isIPv4(host) || isIPv6(host) ? { extraIpAddresses: [host] } : {});
+  const ownsStateDir = options.stateDir === undefined;
+  const stateDir = ownsStateDir
+    ? mkdtempSync(join(tmpdir(), 'gatehouse-backend-'))
+    : resolve(options.stateDir!);
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const caCertPath = join(stateDir, CA_CERT_FILE);
+  writeFileSync(caCertPath, certs.caPem, { mode: 0o600 });
+  chmodSync(caCertPath, 0o600); // the mode above applies only when the file is created
+
+  const lifetime = new AbortController();
+  const server = createServer({ cert: certs.certPem, key: certs.keyPem });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_WS_MESSAGE_BYTES,
+    perMessageDeflate: false,
+  });
+  const connections = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
+  // TLS handshakes that fail (a client that does not trust the CA) are the client's business.
+  server.on('tlsClientError', (_e, socket) => socket.destroy());
+
+  try {
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolveListen();
+      });
+    });
+  } catch (e) {
+    if (ownsStateDir) rmSync(stateDir, { recursive: true, force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new LocalBackendError(`cannot listen on ${host}:${port}: ${code ?? (e as Error).message}`);
+  }
+
+  // The issuer's URL needs the bound port. No request can arrive before the handlers below are
+  // attached: they are attached in the same tick as the listen callback's continuation.
+  const address = server.address() as AddressInfo;
+  const shownHost =
+    host === 'localhost' ? host : address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `https://${shownHost}:${address.port}`;
+  const revoked = new Set<string>();
   const faults = new Faults();
   const requests: RecordedRequest[] = [];
-  const revoked = new Set<string>();
-  const codes = new Map<string, { challenge: string; redirectUri: string }>();
-  const delay = options.responseDelayMs ?? 0;
-  const sockets = new Set<Duplex>();
-
-  const record = (req: IncomingMessage, route: Route | 'other', status: number) => {
-    const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string') headers[k] = v;
-    requests.push({
-      at: Date.now(),
-      route,
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      status,
-      headers,
-    });
-    if (requests.length > MAX_RECORDED) requests.splice(0, requests.length - MAX_RECORDED);
-    log.debug({ route, status }, 'local backend request');
+  const state: BackendState = {
+    log,
+    faults,
+    requests,
+    revoked,
+    oauth: new OAuthIssuer(url, user),
+    user,
+    responseDelayMs,
+    signal: lifetime.signal,
   };
 
-  /** 401 unless the bearer is an API key or an unexpired, unrevoked JWT. */
-  const bearerOk = (req: IncomingMessage): boolean => {
-    const match = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-    if (!match) return false;
-    const bearer = match[1]!;
-    if (revoked.has(bearer)) return false;
-    if (bearer.startsWith('sk-')) return true;
-    const claims = readClaims(bearer);
-    if (!claims) return false;
-    return typeof claims.exp !== 'number' || claims.exp > Date.now() / 1000;
-  };
-
-  const server: Server = createServer({ cert: certs.certPem, key: certs.keyPem }, (req, res) => {
-    void handle(req, res).catch((e: unknown) => {
-      log.error({ err: (e as Error).message }, 'local backend handler failed');
-      if (!res.headersSent) json(res, 500, { detail: 'internal error' });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    handleRequest(state, req, res).catch((e: unknown) => {
+      log.error({ err: (e as Error).message }, 'local backend: handler failed');
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(reasonBody(500));
       else res.destroy();
     });
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.once('close', () => sockets.delete(s));
-  });
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'https://127.0.0.1');
-    const path = url.pathname.replace(/\/+$/, '');
-    if (path.startsWith('/__gatehouse/')) return control(req, res, path);
-    if (path === '/oauth/authorize' && req.method === 'GET') return authorize(req, res, url);
-    if (path === '/oauth/token' && req.method === 'POST') return token(req, res);
-    const route = backendRoute(req.method ?? 'GET', path);
-    if (!route) {
-      record(req, 'other', 404);
-      return json(res, 404, { detail: 'Not Found' });
-    }
-    const fault = faults.take(route);
-    if (fault && (await applyFault(fault, req, res, route))) return;
-    if (!bearerOk(req)) {
-      record(req, route, 401);
-      return json(res, 401, { detail: 'Unauthorized' });
-    }
-    switch (route) {
-      case 'accounts.check': {
-        const accountId = req.headers['chatgpt-account-id'];
-        if (typeof accountId !== 'string' || accountId === '') {
-          record(req, route, 400);
-          return json(res, 400, { detail: 'chatgpt-account-id header required' });
-        }
-        const claims = readClaims(bearerOf(req)) ?? {};
-        const auth = (claims['https://api.openai.com/auth'] ?? {}) as { chatgpt_plan_type?: unknown };
-        record(req, route, 200);
-        return json(res, 200, {
-          accounts: [
-            {
-              id: accountId,
-              plan_type: typeof auth.chatgpt_plan_type === 'string' ? auth.chatgpt_plan_type : 'pro',
-              workspace_backend_origin: 'NO_CONSTRAINT',
-              account_routing_override: 'NO_CONSTRAINT',
-              structure: 'personal',
-            },
-          ],
-          account_ordering: [accountId],
-          default_account_id: accountId,
-        });
-      }
-      case 'config.bundle':
-        record(req, route, 200);
-        return json(res, 200, {});
-      case 'realtime.calls':
-        await readBody(req);
-        record(req, route, 200);
-        return json(res, 200, { id: `call_${randomBytes(8).toString('hex')}` });
-      case 'responses.http': {
-        let body: unknown;
-        try {
-          body = JSON.parse((await readBody(req)).toString('utf8'));
-        } catch {
-          record(req, route, 400);
-          return json(res, 400, { error: { message: 'request body is not JSON' } });
-        }
-        record(req, route, 200);
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
-        const cut = fault?.kind === 'disconnect' ? (fault.afterEvents ?? 0) : Infinity;
-        await stream(responseEvents(body), cut, (e) =>
-          res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`),
-        );
-        if (cut !== Infinity) res.destroy();
-        else res.end();
-        return;
-      }
-      default:
-        record(req, route, 405);
-        return json(res, 405, { detail: 'Method Not Allowed' });
-    }
-  }
-
-  /** Applies a fault; true when it answered the request itself. */
-  async function applyFault(action: FaultAction, req: IncomingMessage, res: ServerResponse, route: Route) {
-    if (action.kind === 'slow') {
-      await sleep(action.delayMs);
-      return false;
-    }
-    if (action.kind === 'status') {
-      record(req, route, action.status);
-      const headers: Record<string, string> = { 'content-type': 'application/json' };
-      if (action.retryAfterSec !== undefined) headers['retry-after'] = String(action.retryAfterSec);
-      res
-        .writeHead(action.status, headers)
-        .end(action.body ?? JSON.stringify({ detail: `scripted ${action.status}` }));
-      return true;
-    }
-    if ((action.afterEvents ?? 0) === 0) {
-      record(req, route, 0);
-      req.socket.destroy();
-      return true;
-    }
-    return false; // cut later, mid-stream
-  }
-
-  async function stream(events: ResponsesEvent[], cut: number, write: (e: ResponsesEvent) => void) {
-    for (let i = 0; i < events.length; i++) {
-      if (i >= cut) return;
-      if (delay > 0 && i > 0) await sleep(delay);
-      write(events[i]!);
-    }
-  }
-
-  function authorize(req: IncomingMessage, res: ServerResponse, url: URL): void {
-    const q = url.searchParams;
-    const missing = ['response_type', 'client_id', 'redirect_uri', 'code_challenge', 'state'].filter(
-      (k) => !q.get(k),
-    );
-    const redirect = q.get('redirect_uri') ?? '';
-    let problem = missing.length > 0 ? `missing ${missing.join(', ')}` : undefined;
-    if (!problem && q.get('code_challenge_method') !== 'S256') problem = 'code_challenge_method must be S256';
-    if (!problem && !/^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):\d+\//.test(redirect)) {
-      problem = 'redirect_uri must be a loopback http URL';
-    }
-    if (problem) {
-      record(req, 'other', 400);
-      res.writeHead(400, { 'content-type': 'text/plain' }).end(`invalid authorize request: ${problem}\n`);
-      return;
-    }
-    const code = randomBytes(16).toString('base64url');
-    codes.set(code, { challenge: q.get('code_challenge')!, redirectUri: redirect });
-    const target = new URL(redirect);
-    target.searchParams.set('code', code);
-    target.searchParams.set('state', q.get('state')!);
-    record(req, 'other', 302);
-    res.writeHead(302, { location: target.toString() }).end();
-  }
-
-  async function token(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const fault = faults.take('oauth.token');
-    if (fault && (await applyFault(fault, req, res, 'oauth.token'))) return;
-    const form = new URLSearchParams((await readBody(req)).toString('utf8'));
-    const refuse = (description: string) => {
-      record(req, 'oauth.token', 400);
-      json(res, 400, { error: 'invalid_grant', error_description: description });
-    };
-    if (form.get('grant_type') === 'authorization_code') {
-      const code = form.get('code') ?? '';
-      const grant = codes.get(code);
-      codes.delete(code); // single use, even when the verifier is wrong
-      if (!grant) return refuse('unknown or used authorization code');
-      if (form.get('redirect_uri') !== grant.redirectUri) return refuse('redirect_uri does not match');
-      const verifier = form.get('code_verifier') ?? '';
-      if (createHash('sha256').update(verifier).digest('base64url') !== grant.challenge) {
-        return refuse('PKCE verification failed');
-      }
-    } else if (form.get('grant_type') === 'refresh_token') {
-      if (!form.get('refresh_token')) return refuse('refresh_token required');
-    } else {
-      return refuse('grant_type must be authorization_code or refresh_token');
-    }
-    const claims = chatgptClaims({ ...user, expiresInSec: 3600 });
-    record(req, 'oauth.token', 200);
-    json(res, 200, {
-      id_token: mintJwt(claims),
-      access_token: mintJwt({ ...claims, jti: randomUUID() }),
-      refresh_token: `rt_${randomBytes(16).toString('base64url')}`,
-      expires_in: 3600,
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    handleResponsesUpgrade(state, wss, req, socket, head).catch((e: unknown) => {
+      log.error({ err: (e as Error).message }, 'local backend: upgrade failed');
+      socket.destroy();
     });
-  }
-
-  async function control(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    if (path === '/__gatehouse/faults' && req.method === 'POST') {
-      try {
-        faults.add(parseFaultRule(JSON.parse((await readBody(req)).toString('utf8'))));
-      } catch (e) {
-        return json(res, 400, {
-          error: e instanceof FaultError ? e.message : 'body must be a JSON fault rule',
-        });
-      }
-      return json(res, 201, { ok: true });
-    }
-    if (path === '/__gatehouse/faults' && req.method === 'DELETE') {
-      faults.clear();
-      res.writeHead(204).end();
-      return;
-    }
-    if (path === '/__gatehouse/requests' && req.method === 'GET') return json(res, 200, requests);
-    if (path === '/__gatehouse/requests' && req.method === 'DELETE') {
-      requests.length = 0;
-      res.writeHead(204).end();
-      return;
-    }
-    if (path === '/__gatehouse/revoke' && req.method === 'POST') {
-      let body: { token?: unknown };
-      try {
-        body = JSON.parse((await readBody(req)).toString('utf8')) as { token?: unknown };
-      } catch {
-        body = {};
-      }
-      if (typeof body.token !== 'string') return json(res, 400, { error: 'body must be {"token": "..."}' });
-      revoked.add(body.token);
-      return json(res, 200, { ok: true });
-    }
-    json(res, 404, { error: 'unknown control endpoint' });
-  }
-
-  // The Responses WebSocket: bearer checked at the handshake, one response per response.create.
-  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_BODY_BYTES });
-  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const path = new URL(req.url ?? '/', 'https://127.0.0.1').pathname.replace(/\/+$/, '');
-    const refuse = (status: number, text: string) => {
-      record(req, 'responses.ws', status);
-      socket.end(
-        `HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ detail: text })}`,
-      );
-    };
-    if (path !== '/backend-api/codex/responses') return refuse(404, 'Not Found');
-    void (async () => {
-      const fault = faults.take('responses.ws');
-      if (fault?.kind === 'slow') await sleep(fault.delayMs);
-      if (fault?.kind === 'status') return refuse(fault.status, `Scripted ${fault.status}`);
-      if (fault?.kind === 'disconnect' && (fault.afterEvents ?? 0) === 0) {
-        record(req, 'responses.ws', 0);
-        socket.destroy();
-        return;
-      }
-      if (!bearerOk(req)) return refuse(401, 'Unauthorized');
-      record(req, 'responses.ws', 101);
-      const cut = fault?.kind === 'disconnect' ? fault.afterEvents! : Infinity;
-      wss.handleUpgrade(req, socket, head, (ws) => serveResponsesSocket(ws, cut));
-    })();
   });
+  log.info({ url, caCertPath }, 'local backend listening');
 
-  function serveResponsesSocket(ws: WebSocket, cutAfter: number): void {
-    let sent = 0;
-    let queue = Promise.resolve();
-    ws.on('message', (data) => {
-      queue = queue.then(async () => {
-        let frame: { type?: unknown };
-        try {
-          frame = JSON.parse(String(data)) as { type?: unknown };
-        } catch {
-          ws.send(JSON.stringify({ type: 'error', error: { message: 'frame is not JSON' } }));
-          return;
-        }
-        if (frame.type !== 'response.create') {
-          ws.send(JSON.stringify({ type: 'error', error: { message: 'expected a response.create frame' } }));
-          return;
-        }
-        for (const event of responseEvents(frame)) {
-          if (sent >= cutAfter) {
-            ws.terminate();
-            return;
-          }
-          if (delay > 0 && sent > 0) await sleep(delay);
-          if (ws.readyState !== ws.OPEN) return;
-          ws.send(JSON.stringify(event));
-          sent++;
-        }
-      });
-    });
-  }
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => resolve());
-  });
-  const address = server.address() as AddressInfo;
-  const url = `https://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  let closing: Promise<void> | undefined;
   return {
     url,
     chatgptBaseUrl: `${url}/backend-api`,
     issuer: url,
     caCertPath,
     caCertPem: certs.caPem,
+    user,
     faults,
     requests,
-    revokeBearer: (t) => revoked.add(t),
-    close: async () => {
-      for (const ws of wss.clients) ws.terminate();
-      wss.close();
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
+    revokeBearer: (token) => void revoked.add(token),
+    close: () =>
+      (closing ??= (async () => {
+        lifetime.abort();
+        for (const ws of wss.clients) ws.terminate();
+        wss.close();
+        const closed = new Promise<void>((done) => server.close(() => done()));
+        for (const socket of connections) socket.destroy();
+        await closed;
+        if (ownsStateDir) rmSync(stateDir, { recursive: true, force: true });
+        log.info({ url }, 'local backend stopped');
+      })()),
   };
 }
 
-function backendRoute(method: string, path: string): Route | undefined {
-  if (path === '/backend-api/wham/accounts/check' && method === 'GET') return 'accounts.check';
-  if (path === '/backend-api/wham/config/bundle' && method === 'GET') return 'config.bundle';
-  if (path === '/backend-api/codex/responses' && method === 'POST') return 'responses.http';
-  if (path === '/backend-api/codex/realtime/calls' && method === 'POST') return 'realtime.calls';
-  return undefined;
-}
+async function handleRequest(state: BackendState, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'https://local-backend');
+  if (isControlPath(url.pathname)) return handleControl(state, req, res, url);
 
-function bearerOf(req: IncomingMessage): string {
-  return /^Bearer (\S+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-}
-
-async function readBody(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new Error('request body too large');
-    chunks.push(chunk as Buffer);
+  const match = matchRoute(req.method ?? 'GET', url.pathname, false);
+  if (match.route === null) {
+    const x = new Exchange(req, res, url, UNMATCHED_ROUTE, state);
+    const headers: Record<string, string> = match.status === 405 ? { allow: match.allow } : {};
+    x.json(match.status, JSON.parse(reasonBody(match.status)), headers);
+    return;
   }
-  return Buffer.concat(chunks);
-}
+  // matchRoute answers upgrade routes only for upgrades; a plain request is always an HTTP route.
+  const route = match.route as HttpRouteName;
+  const x = new Exchange(req, res, url, route, state);
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+  const fault = state.faults.take(route);
+  if (fault?.kind === 'slow' && !(await sleep(fault.delayMs, state.signal))) return x.cut();
+  if (fault?.kind === 'status') {
+    const body = fault.body ?? reasonBody(fault.status);
+    const headers: Record<string, string> = {
+      'content-type': looksLikeJson(body) ? 'application/json' : 'text/plain; charset=utf-8',
+    };
+    if (fault.retryAfterSec !== undefined) headers['retry-after'] = String(fault.retryAfterSec);
+    req.resume(); // the request body is not read
+    return x.raw(fault.status, body, headers);
+  }
+  if (fault?.kind === 'disconnect') {
+    if (!fault.afterEvents || !STREAMING_ROUTES.has(route)) return x.cut();
+    x.cutAfterEvents = fault.afterEvents;
+  }
+
+  if (BACKEND_ROUTES[route].bearer) {
+    const verdict = checkBearer(req.headers.authorization, state.revoked);
+    if (!verdict.ok) {
+      req.resume(); // the body is not needed; let the connection be reused
+      return x.raw(401, UNAUTHORIZED_BODY, { 'content-type': 'application/json' });
+    }
+    x.bearer = verdict;
+  }
+  try {
+    await HTTP_HANDLERS[route](x);
+  } catch (e) {
+    if (!(e instanceof HttpError) || res.headersSent) throw e;
+    x.json(e.status, { detail: e.message });
+  }
 }

@@ -52,6 +52,7 @@ import {
 import type { AuthSource, UpstreamAuth } from '../upstream/auth-source.js';
 import { AccountService } from '../account/account-service.js';
 import { accountInternalHandlers } from '../account/handlers.js';
+import { Relay } from '../relay/handlers.js';
 import { issuerTokens } from '../auth/issuer.js';
 import { ServerInfo } from './server-info.js';
 import type { Transport } from '../transport/transport.js';
@@ -101,6 +102,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly services: BrokerServices;
   private readonly handlers: HandlerTable;
   private readonly account: AccountService;
+  private readonly relay: Relay;
   /** Whether credentials are installed: new connections start out authenticated then. */
   private authenticated = false;
   private readonly pool: Piscina;
@@ -137,7 +139,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.account = new AccountService(this.services, (method, params) =>
       this.enqueueScoped('account-auth', method, params),
     );
-    this.handlers = createHandlers(this.services, this.account);
+    this.relay = new Relay(this.services);
+    this.handlers = createHandlers(this.account, this.relay);
     this.spawnAccountActors();
     void this.enqueueScoped('account-auth', RESTORE_ACCOUNT, null).catch((e: unknown) =>
       this.log.error({ err: (e as Error).message }, 'could not restore the stored login'),
@@ -475,6 +478,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     record.inFlight = 0;
     this.system.stop(connectionAddress(id));
     this.system.stop(wireAddress(id));
+    this.relay.connectionClosed(id);
     this.emit('connectionClosed', { connectionId: id });
     if (this.inFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }

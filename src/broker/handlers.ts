@@ -7,10 +7,9 @@ import type { ClientMethod } from '../protocol/methods/index.js';
 import { ClientRequests } from '../protocol/methods/index.js';
 import type { ParamsOf, ResultOf } from '../protocol/registry.js';
 import type { Session } from '../../actors/connection/connection.machine.js';
-import type { BrokerServices } from './services.js';
 import { accountHandlers } from '../account/handlers.js';
 import type { AccountService } from '../account/account-service.js';
-import { relayHandlers } from '../relay/handlers.js';
+import type { Relay } from '../relay/handlers.js';
 
 export type CallMethod = Exclude<ClientMethod, 'initialize'>;
 
@@ -32,10 +31,10 @@ export const mockHandlers = {
   'mock/experimentalMethod': (params) => ({ echoed: params?.value ?? null }),
 } satisfies Pick<HandlerTable, 'mock/experimentalMethod'>;
 
-export function createHandlers(services: BrokerServices, account: AccountService): HandlerTable {
+export function createHandlers(account: AccountService, relay: Relay): HandlerTable {
   return {
     ...mockHandlers,
     ...accountHandlers(account),
-    ...relayHandlers(services),
+    ...relay.handlers(),
   } satisfies HandlerTable;
 }

@@ -10,7 +10,12 @@ export async function runAppServer(options: { overrides: string[]; listen: strin
   const config = loadConfig({ overrides: options.overrides });
   for (const key of config.ignoredKeys)
     log.debug({ key }, 'config key accepted and ignored: not used by Gatehouse');
-  const broker = createBroker({ codexHome: config.codexHome, settings: config.settings, codex: config.codex, log });
+  const broker = createBroker({
+    codexHome: config.codexHome,
+    settings: config.settings,
+    codex: config.codex,
+    log,
+  });
 
   let listener: WebSocketListener | undefined;
   let stdio: StdioTransport | undefined;

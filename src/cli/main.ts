@@ -16,6 +16,8 @@ Commands:
   app-server generate-ts --out DIR [--experimental]
                                                  Write TypeScript bindings of the protocol
   demo                                           Offline demo: start app-server and talk to it
+  local-backend [--port N] [--host IP] [--state-dir DIR] [--response-delay-ms N]
+                                                 Serve the ChatGPT backend endpoints on loopback (HTTPS)
   help                                           Show this help
 
 Run 'gatehouse <command> --help' for a command's options.
@@ -47,6 +49,33 @@ Subcommands:
   generate-ts --out DIR [--experimental]
 `;
 
+const LOCAL_BACKEND_USAGE = `Usage: gatehouse local-backend [--port N] [--host IP] [--state-dir DIR] [--response-delay-ms N]
+
+Serves the ChatGPT backend endpoints Gatehouse calls, on loopback over HTTPS and WebSocket, with a
+throwaway certificate authority: accounts/check, config bundle, Responses (SSE and WebSocket,
+answering "Echo: <last user text>"), realtime calls, an OAuth issuer (PKCE) that signs in
+dev@example.com (account acct-1, plan plus), and a control API under /__gatehouse for scripted
+faults, recorded requests and revocation. Bearers are checked for shape, expiry and revocation.
+
+Once listening it prints one JSON line on stdout, then logs on stderr (GATEHOUSE_LOG):
+  {"url":"https://127.0.0.1:PORT","chatgptBaseUrl":"https://127.0.0.1:PORT/backend-api",
+   "issuer":"https://127.0.0.1:PORT","caCertificate":"/path/to/ca.pem"}
+It stops and exits 0 on SIGTERM or SIGINT.
+
+Options:
+      --port N               TCP port; 0 picks a free one (default 0)
+      --host IP              loopback address to listen on: 127.0.0.1 (default), ::1 or localhost;
+                             anything else is refused
+      --state-dir DIR        folder for ca.pem, the CA certificate (default: a fresh temporary
+                             folder, removed on exit)
+      --response-delay-ms N  pause between streamed Responses events, 0 to 60000 (default 0)
+  -h, --help                 Show this help
+
+Point Gatehouse at it:
+  CODEX_CA_CERTIFICATE=<caCertificate> gatehouse app-server -c chatgpt_base_url=<chatgptBaseUrl>
+and, for the browser login, -c gatehouse.login_issuer="<issuer>".
+`;
+
 const GENERATE_USAGE = `Usage: gatehouse app-server generate-json-schema|generate-ts --out DIR [--experimental]
 
 Writes the protocol as Gatehouse implements it. Without --experimental, experimental methods
@@ -72,6 +101,8 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       return (await import('./demo.js')).runDemo();
+    case 'local-backend':
+      return localBackend(rest);
     default:
       process.stderr.write(`gatehouse: unknown command '${command}'\n\n${USAGE}`);
       return 2;
@@ -116,6 +147,39 @@ async function appServer(args: string[]): Promise<number> {
   }
   const { runAppServer } = await import('./app-server.js');
   return runAppServer({ overrides: values.config, listen: values.listen });
+}
+
+async function localBackend(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'state-dir': { type: 'string' },
+      'response-delay-ms': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(LOCAL_BACKEND_USAGE);
+    return 0;
+  }
+  const { runLocalBackend, integerOption, assertLoopbackHost } = await import('./local-backend.js');
+  let port: number;
+  let responseDelayMs: number;
+  try {
+    port = integerOption('--port', values.port, 0, 65_535);
+    responseDelayMs = integerOption('--response-delay-ms', values['response-delay-ms'], 0, 60_000);
+    assertLoopbackHost(values.host);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${LOCAL_BACKEND_USAGE}`);
+  }
+  return runLocalBackend({
+    port,
+    host: values.host,
+    responseDelayMs,
+    ...(values['state-dir'] !== undefined ? { stateDir: values['state-dir'] } : {}),
+  });
 }
 
 class UsageError extends Error {}

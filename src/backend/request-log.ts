@@ -1,0 +1,44 @@
+/**
+ * What the local backend was asked, for tests and demos to check (which headers a client sent,
+ * how many times a route was hit). Entries hold credentials as received, so they stay in memory
+ * and in the control API's answer; they are never logged.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RouteName, UNMATCHED_ROUTE } from './routes.js';
+
+export const MAX_RECORDED_REQUESTS = 10_000;
+
+export interface RecordedRequest {
+  /** When the backend decided the answer, in ms since the epoch. */
+  at: number;
+  route: RouteName | typeof UNMATCHED_ROUTE;
+  /** The HTTP method, or `WS` for a message on an open WebSocket. */
+  method: string;
+  /** Path and query string, as received. */
+  path: string;
+  /**
+   * The status answered (101 for an accepted WebSocket handshake, 200 for an answered
+   * `response.create`, the status of a scripted error frame), or 0 when the connection was cut
+   * before any status was sent.
+   */
+  status: number;
+  /** Header names are lower-case, as Node delivers them; repeated headers are joined with ", ". */
+  headers: Record<string, string>;
+}
+
+/**
+ * Appends to `log`, a plain array that callers read and may empty (`log.length = 0`), keeping it
+ * to the newest `MAX_RECORDED_REQUESTS` entries.
+ */
+export function recordRequest(log: RecordedRequest[], entry: RecordedRequest): void {
+  log.push(entry);
+  if (log.length > MAX_RECORDED_REQUESTS) log.splice(0, log.length - MAX_RECORDED_REQUESTS);
+}
+
+export function headerRecord(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
