@@ -82,7 +82,8 @@ export function scopeQueueBehaviour(options: {
             try {
               resolve(settle());
             } catch (e) {
-              reject(e as Error);
+              // Handlers throw ProtocolError / BrokerError (both Errors) or fail unexpectedly.
+              reject(e instanceof Error ? e : new Error(String(e)));
             }
           }).finally(() => queued--),
         );

@@ -31,6 +31,7 @@ export function trustedCas(env: NodeJS.ProcessEnv): string[] | undefined {
   } catch (e) {
     throw new Error(
       `CODEX_CA_CERTIFICATE=${path} cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      { cause: e },
     );
   }
   if (!pem.includes('-----BEGIN CERTIFICATE-----')) {

@@ -47,13 +47,11 @@ import {
   CREDENTIALS_ACTOR,
   CredentialsMessage,
   credentialsBehaviour,
-  type RefreshedTokens,
 } from '../../actors/account/credentials.actor.js';
 import type { AuthSource, UpstreamAuth } from '../upstream/auth-source.js';
 import { AccountService } from '../account/account-service.js';
 import { accountInternalHandlers } from '../account/handlers.js';
 import { Relay } from '../relay/handlers.js';
-import { issuerTokens } from '../auth/issuer.js';
 import { ServerInfo } from './server-info.js';
 import type { Transport } from '../transport/transport.js';
 import { InProcessClient, InProcessTransport } from '../transport/in-process-transport.js';
@@ -189,7 +187,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
           this.request(connectionId, 'account/chatgptAuthTokens/refresh', {
             reason: 'unauthorized',
             previousAccountId,
-          }) as Promise<RefreshedTokens>,
+          }),
         refreshManaged: (current) => this.account.refreshManaged(current),
       }),
     );

@@ -863,9 +863,21 @@ describe('managed ChatGPT auth on disk (spec B.3, C.5; needs the local backend)'
     });
     t.after(() => client.dispose());
     await call(client, 'initialize', initializeParams());
-    assertNotification(client, await client.next(), 'account/updated', {
-      authMode: 'chatgpt',
-      planType: 'plus',
-    });
+    let announced: RpcMessage | undefined;
+    try {
+      announced = await client.next(3_000);
+    } catch {
+      announced = undefined;
+    }
+    // The stored login itself is restored and served...
+    const read = await call(client, 'account/read', {});
+    assert.deepEqual(
+      (read.result as { account?: unknown } | undefined)?.account,
+      { type: 'chatgpt', email: 'dev@example.com', planType: 'plus', workspaceName: null },
+      client.rawLine(read),
+    );
+    // ...and must have been announced right after initialize.
+    assert.ok(announced, 'no account/updated within 3 s of initialize, though the stored login is served');
+    assertNotification(client, announced, 'account/updated', { authMode: 'chatgpt', planType: 'plus' });
   });
 });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { ClientRequests } from '../../src/protocol/methods/index.js';
 import { decodeClientRequest } from '../../src/protocol/request-decoder.js';
 import { Compile } from 'typebox/compile';
 import { isValid } from '../../src/protocol/registry.js';
@@ -14,7 +15,9 @@ const detail = (method: string, params: unknown, hasParams = true) => {
 };
 
 test('the exact serde texts of spec A.5', () => {
-  const expectOne = `expected \`initialize\` or \`mock/experimentalMethod\``;
+  const expectOne = `expected one of ${Object.keys(ClientRequests)
+    .map((m) => `\`${m}\``)
+    .join(', ')}`;
   assert.equal(
     detail('no/such/method', {}),
     `Invalid request: unknown variant \`no/such/method\`, ${expectOne}`,

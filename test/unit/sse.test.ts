@@ -50,11 +50,16 @@ test('CRLF, lone CR and LF line ends are all line ends; a CRLF split across chun
 });
 
 test('an unfinished event at the end of the stream is dropped; a leading BOM is skipped', () => {
-  assert.deepEqual(parseInPieces(encode('\uFEFFdata: x\n\ndata: half'), []), [{ event: 'message', data: 'x' }]);
+  assert.deepEqual(parseInPieces(encode('\uFEFFdata: x\n\ndata: half'), []), [
+    { event: 'message', data: 'x' },
+  ]);
 });
 
 // Arbitrary events written with arbitrary line ends, comments and UTF-8 text, cut anywhere.
-const text = fc.string({ unit: fc.constantFrom('a', 'é', '€', '😀', ' ', ':', '{', '"', 'z'), maxLength: 12 });
+const text = fc.string({
+  unit: fc.constantFrom('a', 'é', '€', '😀', ' ', ':', '{', '"', 'z'),
+  maxLength: 12,
+});
 const eventArb = fc.record({
   event: fc.option(fc.stringMatching(/^[a-z.]{1,12}$/), { nil: undefined }),
   lines: fc.array(text, { minLength: 1, maxLength: 3 }),

@@ -8,8 +8,14 @@ test('backoff doubles from the base with ±10% jitter (codex: ≈0.2, 0.4, 0.8, 
     [0, 1, 2, 3, 4].map((n) => backoffDelayMs(200, n, () => 0.5)),
     [200, 400, 800, 1600, 3200],
   );
-  assert.equal(backoffDelayMs(200, 0, () => 0), 180);
-  assert.equal(backoffDelayMs(200, 0, () => 0.999999), 220);
+  assert.equal(
+    backoffDelayMs(200, 0, () => 0),
+    180,
+  );
+  assert.equal(
+    backoffDelayMs(200, 0, () => 0.999999),
+    220,
+  );
   for (let i = 0; i < 200; i++) {
     const d = backoffDelayMs(200, 3);
     assert.ok(d >= 1440 && d <= 1760, String(d));

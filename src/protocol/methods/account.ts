@@ -277,7 +277,8 @@ export const accountRequests = {
     version: 'v2',
   }),
   'account/logout': defineClientRequest({
-    params: Type.Null(),
+    // codex's `params` is a unit; named here so the schema generators can refer to it.
+    params: Type.Null({ title: 'LogoutAccountParams' }),
     result: LogoutAccountResponse,
     paramsRequired: false,
     scope: 'account-auth',

@@ -21,7 +21,10 @@
  * - ThreadItem: only `userMessage` and `agentMessage` (of 19 variants); CodexErrorInfo: only the
  *   variants the relay reports; SessionSource: only its string variants.
  * - notifications: thread/status/changed, thread/tokenUsage/updated, account/rateLimits/updated,
- *   item/reasoning/*, turn/diff/updated and the other item kinds are never sent.
+ *   item/reasoning/*, turn/diff/updated and the other item kinds are never sent; nor are the
+ *   item/started + item/completed pair codex sends for the turn's userMessage item.
+ * - `turn/start` on a thread with a running turn is refused (-32600); codex folds the input into
+ *   the running turn instead (what turn/steer does explicitly).
  */
 import * as Type from 'typebox/type';
 import { defineClientRequest, defineNotification } from '../registry.js';
