@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ClientRequests } from '../../src/protocol/methods/index.js';
 import { decodeClientRequest } from '../../src/protocol/request-decoder.js';
 import { Compile } from 'typebox/compile';
 import { isValid } from '../../src/protocol/registry.js';
