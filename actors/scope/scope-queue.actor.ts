@@ -52,7 +52,8 @@ export function scopeQueueBehaviour(options: {
       if (failed) throw failure;
       return result;
     });
-    if (failed || followUps.length === 0) return;
+    // Follow-ups run even after a failure: work already done (a cancelled login) must still be announced.
+    if (followUps.length === 0) return;
     // Replies travel by microtasks; a macrotask later the answer is in the connection's output.
     await new Promise<void>((resolve) => setImmediate(resolve));
     for (const work of followUps) {
