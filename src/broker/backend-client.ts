@@ -1,81 +1,30 @@
 /**
- * The account side's calls to the backend and the issuer: small JSON requests, no streaming.
- * Backend calls carry the current credentials and go through the 401 loop of spec C.8: one
- * refresh, one retry with the new credentials.
+ * The issuer's token endpoint is the one plain HTTP call outside the upstream actor: a form POST
+ * without credentials (code exchange, managed refresh). Backend calls that carry credentials go
+ * through the upstream actor instead, which owns the 401 loop.
  */
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { readFileSync } from 'node:fs';
-import { rootCertificates } from 'node:tls';
 import { BrokerError } from '../protocol/errors.js';
-import type { AuthSource, UpstreamAuth } from '../upstream/auth-source.js';
-import type { BackendClient } from './services.js';
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
-export interface BackendClientOptions {
-  chatgptBaseUrl: string;
-  auth: AuthSource;
-  /** Extra trusted CA (PEM) from `CODEX_CA_CERTIFICATE`. */
-  caPem?: string;
-  headers?: () => Record<string, string>;
-}
-
-/** Reads `CODEX_CA_CERTIFICATE` once; a path that cannot be read is a start-up error. */
-export function trustedCas(env: NodeJS.ProcessEnv): string[] | undefined {
-  const path = env.CODEX_CA_CERTIFICATE;
-  if (!path) return undefined;
-  let pem: string;
-  try {
-    pem = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new Error(
-      `CODEX_CA_CERTIFICATE=${path} cannot be read: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
-      { cause: e },
-    );
-  }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new Error(`CODEX_CA_CERTIFICATE=${path} holds no PEM certificate`);
-  }
-  return [...rootCertificates, pem];
-}
-
-export function createBackendClient(options: {
-  chatgptBaseUrl: string;
-  auth: AuthSource;
-  ca?: string[];
-}): BackendClient {
-  const send = (url: string, init: RequestInit) => jsonRequest(url, init, options.ca);
-  return {
-    async getJson(path, { timeoutMs }) {
-      const url = options.chatgptBaseUrl + path;
-      let auth = await options.auth.current();
-      if (!auth) throw new BrokerError('UPSTREAM_FAILED', 'not logged in');
-      let answer = await send(url, { method: 'GET', headers: authHeaders(auth), timeoutMs });
-      if (answer.status === 401) {
-        auth = await options.auth.unauthorized(auth);
-        answer = await send(url, { method: 'GET', headers: authHeaders(auth), timeoutMs });
-      }
-      return answer;
+/** POSTs a form to an absolute URL; the body is parsed as JSON when it is JSON. */
+export function postForm(
+  url: string,
+  form: Record<string, string>,
+  options: { timeoutMs: number; ca: string[] | undefined },
+): Promise<{ status: number; body: unknown }> {
+  return jsonRequest(
+    url,
+    {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(form).toString(),
+      timeoutMs: options.timeoutMs,
     },
-    postForm(url, form, { timeoutMs }) {
-      return send(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams(form).toString(),
-        timeoutMs,
-      });
-    },
-  };
-}
-
-function authHeaders(auth: UpstreamAuth): Record<string, string> {
-  const headers: Record<string, string> = {
-    authorization: `Bearer ${auth.bearer}`,
-    accept: 'application/json',
-  };
-  if (auth.accountId) headers['chatgpt-account-id'] = auth.accountId;
-  return headers;
+    options.ca,
+  );
 }
 
 interface RequestInit {

@@ -35,7 +35,9 @@ import {
 import { wireBehaviour } from '../../actors/connection/wire.actor.js';
 import { createHandlers, type CallMethod, type HandlerContext, type HandlerTable } from './handlers.js';
 import type { BackendClient, BrokerServices } from './services.js';
-import { createBackendClient, trustedCas } from './backend-client.js';
+import { postForm } from './backend-client.js';
+import { trustedCertificates } from '../upstream/trust.js';
+import { upstreamGetJson } from '../relay/upstream.js';
 import { ClientRequests } from '../protocol/methods/index.js';
 import type { Scope } from '../protocol/registry.js';
 import {
@@ -154,12 +156,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
           generation: failed.generation,
         }),
     };
-    const backend: BackendClient = createBackendClient({
-      chatgptBaseUrl: this.codex.chatgptBaseUrl,
-      auth,
-      ca: trustedCas(env),
-    });
-    return {
+    const ca = trustedCertificates(env);
+    const backend: BackendClient = {
+      // One 401 loop and one CA list: credentialed calls go through the upstream actor.
+      getJson: (path, options) => upstreamGetJson(services, path, options),
+      postForm: (url, form, options) => postForm(url, form, { ...options, ca }),
+    };
+    const services: BrokerServices = {
       system,
       log: this.log,
       settings: this.settings,
@@ -175,6 +178,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       userAgent: (name, version) => this.serverInfo.userAgent(name, version),
       originator: (name) => this.serverInfo.originator(name),
     };
+    return services;
   }
 
   private spawnAccountActors(): void {
