@@ -56,6 +56,7 @@ interface WorkspaceState {
   failure?: string;
 }
 
+export const ANNOUNCE_STORED_LOGIN = '$account/announceStored';
 export const BROWSER_LOGIN_FINISHED = '$account/browserLogin/finished';
 
 export class AccountService {
@@ -83,6 +84,23 @@ export class AccountService {
       );
     }
     await this.services.setAuthenticated(true);
+  }
+
+  /**
+   * A newly initialized connection hears about a stored browser login once routing is known
+   * (spec B.3, C.5). API keys and host-owned tokens are not announced: their client logged in itself.
+   */
+  async announceStored(body: { connectionId: string }): Promise<void> {
+    const credentials = (await this.snapshot())?.credentials;
+    if (credentials?.mode !== 'chatgpt') return;
+    if (this.workspace.failure === undefined && this.workspace.routing === undefined) {
+      await this.discover(credentials);
+    }
+    if (this.workspace.failure !== undefined) return;
+    await this.services.notify(body.connectionId, 'account/updated', {
+      authMode: 'chatgpt',
+      planType: planTypeOf(credentials),
+    });
   }
 
   /** Refreshes a managed browser login at the issuer and stores the new tokens. */

@@ -1,7 +1,7 @@
 /** The account methods' handlers; the broker runs them on the account scope's queue. */
 import type { HandlerTable } from '../broker/handlers.js';
 import type { ScopedHandler } from '../../actors/scope/scope-queue.actor.js';
-import { BROWSER_LOGIN_FINISHED, type AccountService } from './account-service.js';
+import { ANNOUNCE_STORED_LOGIN, BROWSER_LOGIN_FINISHED, type AccountService } from './account-service.js';
 
 export type AccountMethod =
   'account/login/start' | 'account/login/cancel' | 'account/read' | 'account/logout' | 'getAuthStatus';
@@ -21,5 +21,6 @@ export function accountInternalHandlers(account: AccountService): Record<string,
   return {
     [BROWSER_LOGIN_FINISHED]: (body) =>
       account.browserLoginFinished(body as Parameters<AccountService['browserLoginFinished']>[0]),
+    [ANNOUNCE_STORED_LOGIN]: (body) => account.announceStored(body as { connectionId: string }),
   };
 }

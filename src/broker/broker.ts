@@ -51,7 +51,7 @@ import {
   credentialsBehaviour,
 } from '../../actors/account/credentials.actor.js';
 import type { AuthSource, UpstreamAuth } from '../upstream/auth-source.js';
-import { AccountService } from '../account/account-service.js';
+import { ANNOUNCE_STORED_LOGIN, AccountService } from '../account/account-service.js';
 import { accountInternalHandlers } from '../account/handlers.js';
 import { Relay } from '../relay/handlers.js';
 import { ServerInfo } from './server-info.js';
@@ -357,11 +357,19 @@ export class Broker extends EventEmitter<BrokerEvents> {
       dispatch: (method, params, session) => this.dispatch(record.id, method as CallMethod, params, session),
       serverRequestTimeoutMs: (method) => this.serverRequestTimeouts[method],
       onStateChange: (state) => {
+        const justInitialized = record.state === 'uninitialized' && state === 'initialized';
         record.state = state;
         this.emit('connectionStateChanged', { connectionId: record.id, state });
         // Credentials are broker-wide: a client that arrives after a login is authenticated too.
         if (state === 'initialized' && this.authenticated) {
           void this.lifecycle(record.id, 'auth.authenticated').catch(() => undefined);
+        }
+        if (justInitialized) {
+          // Behind any login already queued, so the client hears about the credentials in force.
+          void this.enqueueScoped('account-auth', ANNOUNCE_STORED_LOGIN, { connectionId: record.id }).catch(
+            (e: unknown) =>
+              this.log.warn({ err: (e as Error).message }, 'could not announce the stored login'),
+          );
         }
       },
     };

@@ -32,7 +32,7 @@ SIGINT it stops accepting input, finishes in-flight requests (gatehouse.shutdown
 
 Options:
   -c, --config key=value   Override a config.toml value (TOML syntax; repeatable). Codex keys
-                           Gatehouse does not use (model, openai_base_url, ...) are accepted and ignored.
+                           Gatehouse does not use (model, approval_policy, ...) are accepted and ignored.
       --listen URL         stdio:// (default) or ws://IP:PORT (port 0 picks a free port)
   -h, --help               Show this help
 

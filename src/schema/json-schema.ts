@@ -33,6 +33,7 @@ export interface NamedSchema {
 }
 
 const DRAFT_07 = 'http://json-schema.org/draft-07/schema#';
+const TYPE_NAME = /^[A-Za-z_$][\w$]*$/;
 const REF_PREFIX = '#/definitions/';
 
 // The envelope is not a method, so it is declared here rather than in the registry. It follows
@@ -128,9 +129,10 @@ class Catalog {
   private walk(node: JsonObject, version: SchemaVersion | undefined): JsonObject {
     const sub = (s: Json): Json => {
       if (!isObject(s)) return s; // `true`/`false` schemas
-      return typeof s.title === 'string'
-        ? { $ref: REF_PREFIX + this.add(s, version, false) }
-        : this.walk(s, version);
+      if (typeof s.title !== 'string') return this.walk(s, version);
+      // Codex titles enum variants `ApiKeyv2::LoginAccountParams`: a label that stays inline, not a type name.
+      if (!TYPE_NAME.test(s.title)) return { ...this.walk(s, version), title: s.title };
+      return { $ref: REF_PREFIX + this.add(s, version, false) };
     };
     const out: JsonObject = {};
     for (const [key, value] of Object.entries(node)) {

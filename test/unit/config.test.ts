@@ -32,7 +32,8 @@ test('config.toml then overrides; codex keys Gatehouse does not use are accepted
   });
   assert.equal(config.codexHome, dir);
   assert.deepEqual(config.settings, { ...DEFAULT_SETTINGS, mailboxCapacity: 10, maxLineBytes: 8192 });
-  assert.deepEqual(config.ignoredKeys.sort(), ['model', 'openai_base_url']);
+  assert.deepEqual(config.ignoredKeys, ['model']);
+  assert.equal(config.codex.openaiBaseUrl, 'http://x');
 });
 
 test('Gatehouse settings are checked strictly with clear messages', () => {
