@@ -27,6 +27,7 @@ import {
 } from '../../src/upstream/responses-stream.js';
 import type { ScopedHeaders, ScopedRequest } from '../../src/upstream/scoped-request.js';
 import { authHeaders, currentAuth, withUnauthorizedRetry } from '../../src/upstream/unauthorized-retry.js';
+import type { SecureContext } from 'node:tls';
 
 export const UPSTREAM_ACTOR = 'upstream';
 
@@ -94,8 +95,8 @@ export interface UpstreamDeps {
   chatgptBaseUrl: string;
   /** Used instead under API-key auth, e.g. `https://api.openai.com/v1`. */
   openaiBaseUrl: string;
-  /** Trusted CAs (see trustedCertificates); undefined keeps Node's. */
-  ca: string[] | undefined;
+  /** Trusted CAs (see trustedContext); undefined keeps Node's. */
+  secureContext: SecureContext | undefined;
   /** Connect + response-headers (or handshake) deadline. */
   requestTimeoutMs: number;
   /** Longest silence inside a Responses stream. */
@@ -106,17 +107,21 @@ export interface UpstreamDeps {
 const RESPONSES_WEBSOCKETS_BETA = 'responses_websockets=2026-02-06';
 
 export function upstreamBehaviour(deps: UpstreamDeps): Behaviour {
-  const agents = new UpstreamAgents(deps.ca);
+  const agents = new UpstreamAgents(deps.secureContext);
   const attempts = new Map<string, AbortController>();
-  /** Open Responses sockets by thread, reused across turns while healthy. */
-  const sockets = new Map<string, WebSocket>();
+  /**
+   * Open Responses sockets by thread, reused across turns while healthy and while the credentials
+   * they were opened with are current: the backend checks the bearer only at the handshake, so a
+   * socket must not outlive a logout, a new login or a refresh.
+   */
+  const sockets = new Map<string, { ws: WebSocket; generation: number }>();
   let stopped = false;
 
   function closeSocket(threadId: string, only?: WebSocket): void {
-    const ws = sockets.get(threadId);
-    if (!ws || (only && ws !== only)) return;
+    const open = sockets.get(threadId);
+    if (!open || (only && open.ws !== only)) return;
     sockets.delete(threadId);
-    ws.terminate();
+    open.ws.terminate();
   }
 
   async function scoped(kind: ScopedRequest['kind'], body: ResponsesStartBody, auth: UpstreamAuth) {
@@ -152,23 +157,25 @@ export function upstreamBehaviour(deps: UpstreamDeps): Behaviour {
 
   async function openSocket(body: ResponsesStartBody, first: UpstreamAuth, url: URL, signal: AbortSignal) {
     const open = sockets.get(body.threadId);
-    if (open && open.readyState === open.OPEN) return open;
+    if (open && open.ws.readyState === open.ws.OPEN && open.generation === first.generation) return open.ws;
     closeSocket(body.threadId);
-    const ws = await withUnauthorizedRetry(deps.auth, first, async (auth) =>
-      openResponsesSocket(socketUrl(url), {
+    let generation = first.generation;
+    const ws = await withUnauthorizedRetry(deps.auth, first, async (auth) => {
+      generation = auth.generation;
+      return openResponsesSocket(socketUrl(url), {
         headers: requestHeaders(auth, body, 'ws', await scoped('responses.ws', body, auth)),
         timeoutMs: deps.requestTimeoutMs,
         signal,
-        ...(deps.ca ? { ca: deps.ca } : {}),
-      }),
-    );
+        ...(deps.secureContext ? { secureContext: deps.secureContext } : {}),
+      });
+    });
     if (stopped) {
       ws.terminate();
       throw abortedFailure();
     }
-    sockets.set(body.threadId, ws);
+    sockets.set(body.threadId, { ws, generation });
     ws.on('close', () => {
-      if (sockets.get(body.threadId) === ws) sockets.delete(body.threadId);
+      if (sockets.get(body.threadId)?.ws === ws) sockets.delete(body.threadId);
     });
     return ws;
   }

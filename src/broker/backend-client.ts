@@ -6,6 +6,7 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BrokerError } from '../protocol/errors.js';
+import type { SecureContext } from 'node:tls';
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
@@ -13,7 +14,7 @@ const MAX_BODY_BYTES = 4 * 1024 * 1024;
 export function postForm(
   url: string,
   form: Record<string, string>,
-  options: { timeoutMs: number; ca: string[] | undefined },
+  options: { timeoutMs: number; secureContext: SecureContext | undefined },
 ): Promise<{ status: number; body: unknown }> {
   return jsonRequest(
     url,
@@ -23,7 +24,7 @@ export function postForm(
       body: new URLSearchParams(form).toString(),
       timeoutMs: options.timeoutMs,
     },
-    options.ca,
+    options.secureContext,
   );
 }
 
@@ -38,7 +39,7 @@ interface RequestInit {
 function jsonRequest(
   url: string,
   init: RequestInit,
-  ca: string[] | undefined,
+  secureContext: SecureContext | undefined,
 ): Promise<{ status: number; body: unknown }> {
   const target = new URL(url);
   const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -47,7 +48,7 @@ function jsonRequest(
   return new Promise((resolve, reject) => {
     const req = request(
       target,
-      { method: init.method, headers: init.headers, ...(ca ? { ca } : {}) },
+      { method: init.method, headers: init.headers, ...(secureContext ? { secureContext } : {}) },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;

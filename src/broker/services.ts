@@ -13,6 +13,7 @@ import type {
 import type { ParamsOf, ResultOf } from '../protocol/registry.js';
 import type { Logger } from '../util/logger.js';
 import type { AuthSource } from '../upstream/auth-source.js';
+import type { SecureContext } from 'node:tls';
 
 /** Plain calls to the backend and the issuer, for the account side (no streaming). */
 export interface BackendClient {
@@ -34,6 +35,8 @@ export interface BrokerServices {
   readonly codexHome: string;
   /** The process environment (`CODEX_CA_CERTIFICATE`, terminal detection). */
   readonly env: NodeJS.ProcessEnv;
+  /** Upstream TLS trust (`CODEX_CA_CERTIFICATE`), built once; undefined keeps Node's roots. */
+  readonly secureContext: SecureContext | undefined;
   /** Credentials for the backend and the 401 refresh loop. */
   readonly auth: AuthSource;
   /** Non-streaming calls to the backend and the issuer. */

@@ -5,7 +5,6 @@
  */
 import type { BrokerServices } from '../broker/services.js';
 import type { JsonAnswer } from '../upstream/json-get.js';
-import { trustedCertificates } from '../upstream/trust.js';
 import type { ScopedHeaders } from '../upstream/scoped-request.js';
 import {
   UPSTREAM_ACTOR,
@@ -17,7 +16,6 @@ import { createScopedHeaders } from './scoped-headers.js';
 
 export function ensureUpstreamActor(services: BrokerServices, scopedHeaders?: ScopedHeaders): string {
   if (services.system.has(UPSTREAM_ACTOR)) return UPSTREAM_ACTOR;
-  const ca = trustedCertificates(services.env);
   const headers = scopedHeaders ?? createScopedHeaders(services);
   services.system.spawn(UPSTREAM_ACTOR, () =>
     upstreamBehaviour({
@@ -25,7 +23,7 @@ export function ensureUpstreamActor(services: BrokerServices, scopedHeaders?: Sc
       auth: services.auth,
       chatgptBaseUrl: services.codex.chatgptBaseUrl,
       openaiBaseUrl: services.codex.openaiBaseUrl,
-      ca,
+      secureContext: services.secureContext,
       requestTimeoutMs: services.settings.upstreamRequestTimeoutMs,
       streamIdleTimeoutMs: services.settings.streamIdleTimeoutMs,
       scopedHeaders: headers,

@@ -7,6 +7,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { TIMEOUT_TEXT, UpstreamFailure, abortedFailure, disconnected } from './failure.js';
+import type { SecureContext } from 'node:tls';
 
 export interface HttpRequestOptions {
   method: 'GET' | 'POST';
@@ -32,8 +33,8 @@ export class UpstreamAgents {
   private readonly http = new HttpAgent({ keepAlive: true });
   private readonly https: HttpsAgent;
 
-  constructor(ca: string[] | undefined) {
-    this.https = new HttpsAgent({ keepAlive: true, ...(ca ? { ca } : {}) });
+  constructor(secureContext: SecureContext | undefined) {
+    this.https = new HttpsAgent({ keepAlive: true, ...(secureContext ? { secureContext } : {}) });
   }
 
   for(url: URL): HttpAgent {

@@ -14,6 +14,7 @@ import {
   unexpectedStatusText,
 } from './failure.js';
 import { readText } from './http-request.js';
+import type { SecureContext } from 'node:tls';
 
 const MAX_ERROR_BODY = 64 * 1024;
 /** Frames larger than this from the backend close the socket (ws's default is 100 MiB). */
@@ -21,7 +22,7 @@ const MAX_FRAME_BYTES = 64 * 1024 * 1024;
 
 export interface SocketOptions {
   headers: Record<string, string>;
-  ca?: string[];
+  secureContext?: SecureContext;
   /** Deadline of the whole handshake. */
   timeoutMs: number;
   signal: AbortSignal;
@@ -44,7 +45,7 @@ export function openResponsesSocket(url: URL, options: SocketOptions): Promise<W
       headers: options.headers,
       handshakeTimeout: options.timeoutMs,
       maxPayload: MAX_FRAME_BYTES,
-      ...(options.ca ? { ca: options.ca } : {}),
+      ...(options.secureContext ? { secureContext: options.secureContext } : {}),
     });
     let settled = false;
     const settle = (outcome: { ws: WebSocket } | { failure: UpstreamFailure }) => {

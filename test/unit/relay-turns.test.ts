@@ -177,6 +177,7 @@ function relayHarness(t: T, base: string, auth: AuthSource, settings: Partial<Ga
     codex: { ...DEFAULT_CODEX_KEYS, chatgptBaseUrl: base, openaiBaseUrl: `${base}/v1` },
     codexHome: '/tmp',
     env: {},
+    secureContext: undefined,
     auth,
     backend: {
       getJson: () => Promise.reject(new Error('unused')),

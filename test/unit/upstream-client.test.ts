@@ -17,7 +17,7 @@ import { silentLogger } from '../../src/util/logger.js';
 import { isBrokerError } from '../../src/protocol/errors.js';
 import type { AuthSource, UpstreamAuth } from '../../src/upstream/auth-source.js';
 import type { ScopedRequest } from '../../src/upstream/scoped-request.js';
-import { trustedCertificates, TrustConfigError } from '../../src/upstream/trust.js';
+import { trustedContext, TrustConfigError } from '../../src/upstream/trust.js';
 import {
   UPSTREAM_ACTOR,
   UpstreamMessage,
@@ -27,6 +27,8 @@ import {
   type ResponsesStartBody,
   type UpstreamDeps,
 } from '../../actors/upstream/upstream.actor.js';
+import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions } from 'node:tls';
+import { createLocalCertificates } from '../../src/backend/tls-ca.js';
 
 type T = { after(fn: () => unknown): void };
 
@@ -152,7 +154,7 @@ function harness(t: T, base: string, auth: AuthSource, overrides: Partial<Upstre
       auth,
       chatgptBaseUrl: base,
       openaiBaseUrl: `${base}/v1`,
-      ca: undefined,
+      secureContext: undefined,
       requestTimeoutMs: 2_000,
       streamIdleTimeoutMs: 2_000,
       scopedHeaders: (r) => {
@@ -419,20 +421,37 @@ test('JSON GET: a refused connection is a clear error without secrets', async (t
   );
 });
 
-test('CODEX_CA_CERTIFICATE: added to the roots; a missing or non-PEM file is a clear error', () => {
-  assert.equal(trustedCertificates({}), undefined);
+test('CODEX_CA_CERTIFICATE: added to the roots; a missing, non-PEM or broken file is a clear error', async (t) => {
+  assert.equal(trustedContext({}), undefined);
   const dir = mkdtempSync(join(tmpdir(), 'gh-ca-'));
+  const certs = createLocalCertificates();
   const pem = join(dir, 'ca.pem');
-  writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
-  const cas = trustedCertificates({ CODEX_CA_CERTIFICATE: pem })!;
-  assert.ok(cas.length > 1 && cas.at(-1)!.includes('MIIB'));
+  writeFileSync(pem, certs.caPem);
+  // The context really trusts the CA: a handshake with a server it signed succeeds, and fails without it.
+  const server = createTlsServer({ cert: certs.certPem, key: certs.keyPem }, (socket) => socket.end());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const port = (server.address() as AddressInfo).port;
+  const handshake = (options: ConnectionOptions) =>
+    new Promise<void>((resolve, reject) => {
+      const socket = tlsConnect({ host: '127.0.0.1', port, ...options }, () => {
+        socket.destroy();
+        resolve();
+      });
+      socket.once('error', reject);
+    });
+  await handshake({ secureContext: trustedContext({ CODEX_CA_CERTIFICATE: pem })! });
+  await assert.rejects(handshake({}), /self[- ]signed|unable to (get|verify)/i);
+  const broken = join(dir, 'broken.pem');
+  writeFileSync(broken, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+  assert.throws(() => trustedContext({ CODEX_CA_CERTIFICATE: broken }), /holds no usable certificate/);
   assert.throws(
-    () => trustedCertificates({ CODEX_CA_CERTIFICATE: join(dir, 'missing.pem') }),
+    () => trustedContext({ CODEX_CA_CERTIFICATE: join(dir, 'missing.pem') }),
     (e: unknown) =>
       e instanceof TrustConfigError &&
       e.message === `CODEX_CA_CERTIFICATE=${join(dir, 'missing.pem')} cannot be read (ENOENT)`,
   );
   const junk = join(dir, 'junk.pem');
   writeFileSync(junk, 'not a certificate');
-  assert.throws(() => trustedCertificates({ CODEX_CA_CERTIFICATE: junk }), /holds no PEM certificate/);
+  assert.throws(() => trustedContext({ CODEX_CA_CERTIFICATE: junk }), /holds no PEM certificate/);
 });
