@@ -7,13 +7,17 @@
  *  3. Handshakes: cold (spawn -> initialized -> exit, against spawning the raw echo) and warm
  *     (in-process connections to an embedded broker).
  *  4. The ratios between them.
+ *  5. The Responses relay against the local backend (`relay.ts`): turn throughput against turns
+ *     sent straight to the backend, and the cost of a 401 -> refresh -> retry round trip.
  *
  * Every answer is correlated by id and checked; any mismatch fails the run with exit code 1.
  * Medians of BENCH_ROUNDS rounds after a warm-up; figures also go to bench-results/stdio.json.
  *
  * Environment: BENCH_N (pipelined requests, 100000), BENCH_ROUNDS (3), BENCH_IN_FLIGHT (1000),
  * BENCH_RTT_N (5000), BENCH_COLD (spawns per round, 10), BENCH_WARM (in-process handshakes, 2000),
- * BENCH_CPU_PROF (a directory: profile the gatehouse child of the request rounds with --cpu-prof).
+ * BENCH_CPU_PROF (a directory: profile the gatehouse children of the request rounds and of the relay with --cpu-prof),
+ * BENCH_RELAY_THREADS (16), BENCH_RELAY_TURNS (turns per thread, 25), BENCH_REFRESH (samples, 30),
+ * BENCH_ONLY (`stdio` or `relay`: run one part).
  */
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
@@ -32,6 +36,7 @@ import {
   type WarmResult,
 } from './handshake.js';
 import { median } from './stats.js';
+import { runRelayBench, type RelayReport } from './relay.js';
 
 function envInt(name: string, fallback: number, min = 1): number {
   const raw = process.env[name];
@@ -48,6 +53,13 @@ const RTT_N = envInt('BENCH_RTT_N', 5000);
 const COLD = envInt('BENCH_COLD', 10);
 const WARM = envInt('BENCH_WARM', 2000);
 const CPU_PROF = process.env.BENCH_CPU_PROF;
+const RELAY_THREADS = envInt('BENCH_RELAY_THREADS', 16);
+const RELAY_TURNS = envInt('BENCH_RELAY_TURNS', 25);
+const REFRESH_SAMPLES = envInt('BENCH_REFRESH', 30);
+const ONLY = process.env.BENCH_ONLY;
+if (ONLY !== undefined && ONLY !== 'stdio' && ONLY !== 'relay') {
+  throw new Error(`BENCH_ONLY must be 'stdio' or 'relay', got '${ONLY}'`);
+}
 const WARMUP_N = Math.min(N, 20_000);
 const WARMUP_RTT = Math.min(RTT_N, 1000);
 const WARMUP_HANDSHAKES = Math.min(WARM, 200);
@@ -73,14 +85,17 @@ async function main(): Promise<number> {
   const home = mkdtempSync(join(tmpdir(), 'gatehouse-bench-'));
   const homes = [home, realpathSync(home)];
   try {
-    return await bench(home, homes);
+    header();
+    if (ONLY !== 'relay') await bench(home, homes);
+    if (ONLY !== 'stdio') await relayBench();
+    return 0;
   } finally {
     killAll();
     rmSync(home, { recursive: true, force: true });
   }
 }
 
-async function bench(home: string, homes: string[]): Promise<number> {
+async function bench(home: string, homes: string[]): Promise<void> {
   const echoSpec: SpawnSpec = { label: 'raw echo', args: [echoScript] };
   const gatehouseEnv = { ...process.env, CODEX_HOME: home, GATEHOUSE_LOG: 'warn' };
   const gatehouseSpec: SpawnSpec = {
@@ -88,10 +103,7 @@ async function bench(home: string, homes: string[]): Promise<number> {
     args: [gatehouseCli, 'app-server'],
     env: gatehouseEnv,
   };
-  const profArgs = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${resolve(CPU_PROF)}`] : [];
-  const loadSpec: SpawnSpec = { ...gatehouseSpec, args: [...profArgs, gatehouseCli, 'app-server'] };
-
-  header();
+  const loadSpec: SpawnSpec = { ...gatehouseSpec, args: [...profArgs(), gatehouseCli, 'app-server'] };
 
   // 1 + 2: request round trips, raw and gatehouse interleaved in each round.
   progress('request round trips: starting the raw echo and gatehouse children');
@@ -165,7 +177,75 @@ async function bench(home: string, homes: string[]): Promise<number> {
   writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
   console.log(`\nFigures written to ${file}`);
   if (CPU_PROF) console.log(`CPU profile of the gatehouse request child in ${resolve(CPU_PROF)}`);
-  return 0;
+}
+
+async function relayBench(): Promise<void> {
+  const report = await runRelayBench({
+    threads: RELAY_THREADS,
+    turnsPerThread: RELAY_TURNS,
+    refreshSamples: REFRESH_SAMPLES,
+    rounds: ROUNDS,
+    nodeArgs: profArgs(),
+    progress,
+  });
+  const w = [44, 11, 9, 9, 28];
+  console.log('');
+  console.log(
+    row(
+      [
+        `Relay turns (${RELAY_THREADS} threads x ${RELAY_TURNS})`,
+        'turns/s',
+        'p50 ms',
+        'p99 ms',
+        'turns/s per round',
+      ],
+      w,
+    ),
+  );
+  const turnRow = (label: string, x: RelayReport['direct']) =>
+    console.log(
+      row(
+        [
+          label,
+          int(x.turnsPerSec),
+          ms(x.p50Ms),
+          ms(x.p99Ms),
+          x.rounds.map((o) => int(o.turnsPerSec)).join(' / '),
+        ],
+        w,
+      ),
+    );
+  turnRow('  direct to the local backend (WebSocket)', report.direct);
+  turnRow('  gatehouse app-server relay', report.gatehouse);
+  const { refresh } = report;
+  console.log('');
+  console.log(row([`Refresh round trip (median of ${REFRESH_SAMPLES})`, 'ms'], [44, 11]));
+  console.log(row(['  turn on a new thread', ms(refresh.plainTurnMs)], [44, 11]));
+  console.log(
+    row(['  same, after a revocation (401, refresh, retry)', ms(refresh.refreshedTurnMs)], [44, 11]),
+  );
+  console.log(row(['  cost of the refresh round trip', ms(refresh.costMs)], [44, 11]));
+  console.log('');
+  console.log(
+    row(
+      ['  gatehouse turns/s / direct turns/s', ratio(report.ratios.gatehouseTurnsPerSecOverDirect)],
+      [44, 11],
+    ),
+  );
+  if (report.retries.count > 0) {
+    console.log(
+      `  (gatehouse announced ${report.retries.count} retries or fallbacks; first: ${report.retries.first})`,
+    );
+  }
+  console.log(row(['  refresh cost / plain turn', ratio(report.ratios.refreshCostOverPlainTurn)], [44, 11]));
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, 'relay.json');
+  writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), ...report }, null, 2) + '\n');
+  console.log(`\nFigures written to ${file}`);
+}
+
+function profArgs(): string[] {
+  return CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${resolve(CPU_PROF)}`] : [];
 }
 
 /** The one initialize a stdio connection needs before other requests. */
@@ -270,7 +350,7 @@ function row(cells: string[], widths: number[]): string {
 
 function header(): void {
   console.log(
-    `Gatehouse stdio bench: node ${process.version}, ${availableParallelism()} CPUs, N=${N}, ` +
+    `Gatehouse bench: node ${process.version}, ${availableParallelism()} CPUs, N=${N}, ` +
       `${IN_FLIGHT} in flight, RTT N=${RTT_N}, ${ROUNDS} rounds after a warm-up (medians), ` +
       `load average ${loadAtStart.toFixed(2)}`,
   );

@@ -1,0 +1,374 @@
+/**
+ * The Responses relay against the local backend, in one run:
+ *
+ *  1. Turn throughput. THREADS threads each run TURNS_PER_THREAD text turns one after another
+ *     (`turn/start` -> `turn/completed`), through `gatehouse app-server` over stdio. The ceiling is
+ *     the same number of turns sent straight to the backend by this process: one Responses
+ *     WebSocket per thread, the same `response.create` body, read to `response.completed`.
+ *  2. The cost of a refresh round trip. Each sample is a turn on a new thread (so a new socket
+ *     handshake, where the backend checks the bearer). Half the samples run after the backend
+ *     revoked the current token: the handshake gets a 401, Gatehouse asks the host with
+ *     `account/chatgptAuthTokens/refresh`, the host answers at once with a new token, and the
+ *     handshake is retried. The cost is the median difference.
+ *
+ * The backend streams with no delay, so the figures are the relay's own overhead.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+import { startLocalBackend, type LocalBackend } from '../src/backend/local-backend.js';
+import { chatgptClaims, mintJwt } from '../src/backend/tokens.js';
+import { DEFAULT_INSTRUCTIONS, responsesBody } from '../src/relay/outbound-headers.js';
+import { LineChild, withTimeout } from './line-child.js';
+import { median, percentile, sortedCopy } from './stats.js';
+
+export interface RelayBenchOptions {
+  threads: number;
+  turnsPerThread: number;
+  refreshSamples: number;
+  rounds: number;
+  /** Node flags for the gatehouse child (`--cpu-prof ...` under BENCH_CPU_PROF). */
+  nodeArgs: string[];
+  progress: (message: string) => void;
+}
+
+export interface TurnLoad {
+  turns: number;
+  turnsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export interface RelayReport {
+  parameters: Omit<RelayBenchOptions, 'progress' | 'nodeArgs'>;
+  direct: TurnLoad & { rounds: TurnLoad[] };
+  gatehouse: TurnLoad & { rounds: TurnLoad[] };
+  refresh: {
+    plainTurnMs: number;
+    refreshedTurnMs: number;
+    costMs: number;
+    /** Refresh requests seen by the host: one per refreshed sample, or the run fails. */
+    refreshRequests: number;
+  };
+  ratios: { gatehouseTurnsPerSecOverDirect: number; refreshCostOverPlainTurn: number };
+  /** Reconnects and fallbacks Gatehouse announced during the run (`error` with willRetry, `warning`). */
+  retries: { count: number; first: string | null };
+}
+
+const IDENTITY = {
+  email: 'bench@example.com',
+  accountId: 'acct-bench',
+  userId: 'user-bench',
+  planType: 'plus',
+};
+const TURN_TIMEOUT_MS = 30_000;
+const PROMPT = 'Hello, relay!';
+const EXPECTED_TEXT = `Echo: ${PROMPT}`;
+
+const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+export async function runRelayBench(options: RelayBenchOptions): Promise<RelayReport> {
+  const codexHome = mkdtempSync(join(tmpdir(), 'gatehouse-bench-relay-'));
+  const backend = await startLocalBackend({ port: 0, responseDelayMs: 0 });
+  let client: RpcClient | undefined;
+  try {
+    client = await startGatehouse(backend, codexHome, options.nodeArgs);
+    options.progress(`relay warm-up: ${options.threads} threads x 2 turns, each path`);
+    await directTurns(backend, client.token, options.threads, 2);
+    await relayTurns(client, options.threads, 2);
+    const direct: TurnLoad[] = [];
+    const gatehouse: TurnLoad[] = [];
+    for (let r = 1; r <= options.rounds; r++) {
+      options.progress(
+        `relay round ${r}/${options.rounds}: ${options.threads} threads x ${options.turnsPerThread} turns, direct then gatehouse`,
+      );
+      direct.push(await directTurns(backend, client.token, options.threads, options.turnsPerThread));
+      gatehouse.push(await relayTurns(client, options.threads, options.turnsPerThread));
+    }
+    options.progress(
+      `refresh: ${options.refreshSamples} turns on new threads, alternately after a revocation`,
+    );
+    const refresh = await refreshCost(backend, client, options.refreshSamples);
+    await client.close();
+    const retries = { count: client.retries.length, first: client.retries[0] ?? null };
+    const summary = (rounds: TurnLoad[]) => ({
+      turns: rounds[0]?.turns ?? 0,
+      turnsPerSec: median(rounds.map((x) => x.turnsPerSec)),
+      p50Ms: median(rounds.map((x) => x.p50Ms)),
+      p99Ms: median(rounds.map((x) => x.p99Ms)),
+      rounds,
+    });
+    const directSummary = summary(direct);
+    const gatehouseSummary = summary(gatehouse);
+    const { progress: _progress, nodeArgs: _nodeArgs, ...parameters } = options;
+    return {
+      parameters,
+      direct: directSummary,
+      gatehouse: gatehouseSummary,
+      refresh,
+      ratios: {
+        gatehouseTurnsPerSecOverDirect: gatehouseSummary.turnsPerSec / directSummary.turnsPerSec,
+        refreshCostOverPlainTurn: refresh.costMs / refresh.plainTurnMs,
+      },
+      retries,
+    };
+  } finally {
+    client?.kill();
+    await backend.close();
+    rmSync(codexHome, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ceiling: turns sent straight to the backend.
+
+async function directTurns(
+  backend: LocalBackend,
+  token: string,
+  threads: number,
+  turnsPerThread: number,
+): Promise<TurnLoad> {
+  const url = `${backend.chatgptBaseUrl.replace(/^https:/, 'wss:')}/codex/responses`;
+  const sockets = await Promise.all(
+    Array.from({ length: threads }, () => openSocket(url, token, backend.caCertPem)),
+  );
+  try {
+    return await timedTurns(threads, turnsPerThread, (thread, turn) =>
+      directTurn(sockets[thread]!, `bench-thread-${thread}`, turn),
+    );
+  } finally {
+    for (const ws of sockets) ws.close();
+  }
+}
+
+function openSocket(url: string, token: string, ca: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, ca: [ca] });
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) =>
+      reject(new Error(`direct handshake: HTTP ${res.statusCode}`)),
+    );
+  });
+}
+
+function directTurn(ws: WebSocket, threadId: string, turn: number): Promise<void> {
+  const body = responsesBody({
+    threadId,
+    model: 'gpt-5',
+    instructions: DEFAULT_INSTRUCTIONS,
+    input: [{ type: 'message', role: 'user', content: [{ type: 'input_text', text: PROMPT }] }],
+  });
+  return withTimeout(
+    new Promise<void>((resolve, reject) => {
+      let text = '';
+      const onMessage = (data: unknown) => {
+        const event = JSON.parse(String(data)) as { type: string; delta?: string };
+        if (event.type === 'response.output_text.delta') text += event.delta ?? '';
+        if (event.type !== 'response.completed' && event.type !== 'response.failed') return;
+        ws.off('message', onMessage);
+        if (event.type === 'response.completed' && text === EXPECTED_TEXT) resolve();
+        else
+          reject(
+            new Error(`direct turn ${turn} on ${threadId}: ${event.type}, text ${JSON.stringify(text)}`),
+          );
+      };
+      ws.on('message', onMessage);
+      ws.send(JSON.stringify({ type: 'response.create', ...body }));
+    }),
+    TURN_TIMEOUT_MS,
+    () => new Error(`direct turn ${turn} on ${threadId}: no response.completed within ${TURN_TIMEOUT_MS} ms`),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gatehouse: the same turns through the relay.
+
+async function relayTurns(client: RpcClient, threads: number, turnsPerThread: number): Promise<TurnLoad> {
+  const ids = await Promise.all(Array.from({ length: threads }, () => client.startThread()));
+  return timedTurns(threads, turnsPerThread, (thread) => client.turn(ids[thread]!));
+}
+
+/** Runs `turnsPerThread` turns on each thread, threads in parallel, turns in sequence. */
+async function timedTurns(
+  threads: number,
+  turnsPerThread: number,
+  turn: (thread: number, n: number) => Promise<void>,
+): Promise<TurnLoad> {
+  const latencies: number[] = [];
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: threads }, async (_, thread) => {
+      for (let n = 0; n < turnsPerThread; n++) {
+        const start = performance.now();
+        await turn(thread, n);
+        latencies.push(performance.now() - start);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const sorted = sortedCopy(latencies);
+  return {
+    turns: latencies.length,
+    turnsPerSec: latencies.length / seconds,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+  };
+}
+
+async function refreshCost(
+  backend: LocalBackend,
+  client: RpcClient,
+  samples: number,
+): Promise<RelayReport['refresh']> {
+  const plain: number[] = [];
+  const refreshed: number[] = [];
+  const refreshesBefore = client.refreshRequests;
+  for (let i = 0; i < samples * 2; i++) {
+    const revoke = i % 2 === 1;
+    if (revoke) backend.revokeBearer(client.token);
+    const threadId = await client.startThread();
+    const start = performance.now();
+    await client.turn(threadId);
+    (revoke ? refreshed : plain).push(performance.now() - start);
+  }
+  const refreshRequests = client.refreshRequests - refreshesBefore;
+  if (refreshRequests !== samples) {
+    throw new Error(`refresh bench: ${refreshRequests} refresh requests for ${samples} revocations`);
+  }
+  const plainTurnMs = median(plain);
+  const refreshedTurnMs = median(refreshed);
+  return { plainTurnMs, refreshedTurnMs, costMs: refreshedTurnMs - plainTurnMs, refreshRequests };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A host over stdio: answers refresh requests at once with a new token, checks every turn.
+
+interface RpcMessage {
+  id?: number;
+  method?: string;
+  params?: Record<string, unknown>;
+  result?: Record<string, unknown>;
+  error?: { code: number; message: string };
+}
+
+async function startGatehouse(
+  backend: LocalBackend,
+  codexHome: string,
+  nodeArgs: string[],
+): Promise<RpcClient> {
+  const child = new LineChild({
+    label: 'gatehouse (relay)',
+    args: [...nodeArgs, cli, 'app-server', '-c', `chatgpt_base_url=${backend.chatgptBaseUrl}`],
+    env: {
+      ...process.env,
+      CODEX_HOME: codexHome,
+      CODEX_CA_CERTIFICATE: backend.caCertPath,
+      GATEHOUSE_LOG: 'warn',
+    },
+  });
+  const client = new RpcClient(child);
+  await client.call('initialize', {
+    clientInfo: { name: 'bench', version: '1' },
+    capabilities: { experimentalApi: true },
+  });
+  await client.call('account/login/start', {
+    type: 'chatgptAuthTokens',
+    accessToken: client.token,
+    chatgptAccountId: IDENTITY.accountId,
+  });
+  return client;
+}
+
+class RpcClient {
+  /** The access token the host last handed to Gatehouse. */
+  token = freshToken();
+  refreshRequests = 0;
+  /** `error` notifications with `willRetry` and `warning`s: a clean run has none. */
+  readonly retries: string[] = [];
+  private nextId = 1;
+  private readonly calls = new Map<
+    number,
+    { resolve: (m: RpcMessage) => void; reject: (e: Error) => void }
+  >();
+  private readonly turns = new Map<
+    string,
+    { resolve: () => void; reject: (e: Error) => void; text: string }
+  >();
+
+  constructor(private readonly child: LineChild) {
+    child.onLine = (line) => this.receive(JSON.parse(line) as RpcMessage);
+  }
+
+  call(method: string, params: unknown): Promise<RpcMessage> {
+    const id = this.nextId++;
+    const answer = new Promise<RpcMessage>((resolve, reject) => this.calls.set(id, { resolve, reject }));
+    this.child.write(`${JSON.stringify({ id, method, params })}\n`);
+    return withTimeout(answer, TURN_TIMEOUT_MS, () =>
+      this.child.failure(`no answer to ${method} within ${TURN_TIMEOUT_MS} ms`),
+    );
+  }
+
+  async startThread(): Promise<string> {
+    const answer = await this.call('thread/start', {});
+    return (answer.result as { thread: { id: string } }).thread.id;
+  }
+
+  /** One text turn, from `turn/start` to a completed `turn/completed` with the backend's echo. */
+  async turn(threadId: string): Promise<void> {
+    const done = new Promise<void>((resolve, reject) =>
+      this.turns.set(threadId, { resolve, reject, text: '' }),
+    );
+    const answer = await this.call('turn/start', { threadId, input: [{ type: 'text', text: PROMPT }] });
+    if (answer.error) throw this.child.failure(`turn/start failed: ${answer.error.message}`);
+    await withTimeout(done, TURN_TIMEOUT_MS, () =>
+      this.child.failure(`no turn/completed on ${threadId} within ${TURN_TIMEOUT_MS} ms`),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.child.close();
+  }
+
+  kill(): void {
+    this.child.kill();
+  }
+
+  private receive(m: RpcMessage): void {
+    if (m.method === 'account/chatgptAuthTokens/refresh' && m.id !== undefined) {
+      this.refreshRequests++;
+      this.token = freshToken();
+      const result = { accessToken: this.token, chatgptAccountId: IDENTITY.accountId, chatgptPlanType: null };
+      this.child.write(`${JSON.stringify({ id: m.id, result })}\n`);
+      return;
+    }
+    if (m.method === undefined && m.id !== undefined) {
+      this.calls.get(m.id)?.resolve(m);
+      this.calls.delete(m.id);
+      return;
+    }
+    if (m.method === 'error' || m.method === 'warning')
+      this.retries.push(JSON.stringify(m.params).slice(0, 200));
+    const threadId = m.params?.threadId as string | undefined;
+    const turn = threadId === undefined ? undefined : this.turns.get(threadId);
+    if (!turn) return;
+    if (m.method === 'item/agentMessage/delta') turn.text += m.params?.delta as string;
+    if (m.method !== 'turn/completed') return;
+    this.turns.delete(threadId!);
+    const status = (m.params?.turn as { status?: string } | undefined)?.status;
+    if (status === 'completed' && turn.text === EXPECTED_TEXT) turn.resolve();
+    else
+      turn.reject(
+        this.child.failure(`turn on ${threadId} ended ${status}, text ${JSON.stringify(turn.text)}`),
+      );
+  }
+}
+
+/** Every token differs (its expiry does), so revoking one never revokes the next. */
+let minted = 0;
+function freshToken(): string {
+  minted++;
+  return mintJwt(chatgptClaims({ ...IDENTITY, expiresInSec: 3600 + minted }));
+}
