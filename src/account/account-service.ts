@@ -173,6 +173,16 @@ export class AccountService {
         );
         return { type: 'chatgpt', loginId: login.loginId, authUrl: login.authUrl };
       }
+      case 'chatgptDeviceCode':
+      case 'amazonBedrock':
+      case 'amazonBedrockAccessKeys': {
+        // Codex's refusals first, so a host sees the same answer as from codex where one applies.
+        if (externalActive) throw invalidRequest(EXTERNAL_AUTH_ACTIVE_MESSAGE);
+        refuse(forcedMethodRefusal(params.type, forced));
+        throw invalidRequest(
+          `${params.type} login is not supported by Gatehouse; use chatgpt (browser), chatgptAuthTokens or apiKey`,
+        );
+      }
       case 'chatgptAuthTokens': {
         // Order of checks (spec C.2): experimental gate (the connection's), forced method,
         // workspace, then the token itself.

@@ -8,7 +8,13 @@ import type { CodexKeys } from '../config/config.js';
 export const EXTERNAL_AUTH_ACTIVE_MESSAGE =
   'External auth is active. Use account/login/start (chatgptAuthTokens) to update it or account/logout to clear it.';
 
-export type LoginKind = 'apiKey' | 'chatgpt' | 'chatgptAuthTokens';
+export type LoginKind =
+  | 'apiKey'
+  | 'chatgpt'
+  | 'chatgptDeviceCode'
+  | 'chatgptAuthTokens'
+  | 'amazonBedrock'
+  | 'amazonBedrockAccessKeys';
 
 /** The refusal for a login kind under `forced_login_method`, if any. */
 export function forcedMethodRefusal(
@@ -16,11 +22,14 @@ export function forcedMethodRefusal(
   forced: CodexKeys['forcedLoginMethod'],
 ): string | undefined {
   if (forced === 'api') {
-    if (kind === 'chatgpt') return 'ChatGPT login is disabled. Use API key login instead.';
+    if (kind === 'chatgpt' || kind === 'chatgptDeviceCode')
+      return 'ChatGPT login is disabled. Use API key login instead.';
     if (kind === 'chatgptAuthTokens') return 'External ChatGPT auth is disabled. Use API key login instead.';
   }
   if (forced === 'chatgpt' && kind === 'apiKey')
     return 'API key login is disabled. Use ChatGPT login instead.';
+  if (forced === 'chatgpt' && (kind === 'amazonBedrock' || kind === 'amazonBedrockAccessKeys'))
+    return 'Amazon Bedrock login is disabled. Use ChatGPT login instead.';
   return undefined;
 }
 

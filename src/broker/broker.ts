@@ -36,7 +36,7 @@ import { wireBehaviour } from '../../actors/connection/wire.actor.js';
 import { createHandlers, type CallMethod, type HandlerContext, type HandlerTable } from './handlers.js';
 import type { BackendClient, BrokerServices } from './services.js';
 import { postForm } from './backend-client.js';
-import { trustedCertificates } from '../upstream/trust.js';
+import { trustedContext } from '../upstream/trust.js';
 import { upstreamGetJson } from '../relay/upstream.js';
 import { ClientRequests } from '../protocol/methods/index.js';
 import type { Scope } from '../protocol/registry.js';
@@ -156,11 +156,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
           generation: failed.generation,
         }),
     };
-    const ca = trustedCertificates(env);
+    const secureContext = trustedContext(env);
     const backend: BackendClient = {
       // One 401 loop and one CA list: credentialed calls go through the upstream actor.
       getJson: (path, options) => upstreamGetJson(services, path, options),
-      postForm: (url, form, options) => postForm(url, form, { ...options, ca }),
+      postForm: (url, form, options) => postForm(url, form, { ...options, secureContext }),
     };
     const services: BrokerServices = {
       system,
@@ -169,6 +169,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
       codex: this.codex,
       codexHome: this.options.codexHome,
       env,
+      secureContext,
       auth,
       backend,
       notify: (connectionId, method, params) => this.notify(connectionId, method, params),

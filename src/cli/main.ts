@@ -24,7 +24,7 @@ Run 'gatehouse <command> --help' for a command's options.
 Environment: CODEX_HOME (default ~/.codex), GATEHOUSE_LOG (trace|debug|info|warn|error|silent).
 `;
 
-const APP_SERVER_USAGE = `Usage: gatehouse app-server [-c key=value]... [--listen URL]
+const appServerUsage = (settings: string) => `Usage: gatehouse app-server [-c key=value]... [--listen URL]
 
 Serves the codex app-server protocol: JSON-RPC over JSON lines on stdin/stdout, or one message
 per WebSocket text frame with --listen ws://IP:PORT. Exits 0 when stdin closes; on SIGTERM or
@@ -36,13 +36,15 @@ Options:
       --listen URL         stdio:// (default) or ws://IP:PORT (port 0 picks a free port)
   -h, --help               Show this help
 
-Gatehouse settings (-c gatehouse.<key>=N or a [gatehouse] table in config.toml):
-  max_line_bytes                           longest inbound message (default 8388608)
-  mailbox_capacity                         per-actor mailbox bound; past it -32001 (default 4096)
-  shutdown_timeout_ms                      in-flight grace period on SIGTERM (default 5000)
-  attestation_timeout_ms                   attestation/generate deadline (default 100)
-  chatgpt_auth_tokens_refresh_timeout_ms   account/chatgptAuthTokens/refresh deadline (default 10000)
-  worker_threads                           worker pool size (default 2)
+Codex keys it reads (-c key=value or config.toml):
+  chatgpt_base_url             ChatGPT backend (default https://chatgpt.com/backend-api)
+  openai_base_url              API-key backend (default https://api.openai.com/v1)
+  forced_login_method          "chatgpt" or "api": refuse the other kind of login
+  forced_chatgpt_workspace_id  a workspace id, or a TOML list of them: refuse tokens for others
+Environment: CODEX_HOME, CODEX_CA_CERTIFICATE (extra trusted CA, PEM), GATEHOUSE_LOG.
+
+Gatehouse settings (-c gatehouse.<key>=value or a [gatehouse] table in config.toml):
+${settings}
 
 Subcommands:
   generate-json-schema --out DIR [--experimental]
@@ -96,7 +98,9 @@ async function main(argv: string[]): Promise<number> {
     case 'demo':
       if (rest.includes('--help') || rest.includes('-h')) {
         process.stdout.write(
-          'Usage: gatehouse demo\n\nStarts `gatehouse app-server` and shows a handshake, bad input and its answers.\n',
+          'Usage: gatehouse demo\n\nStarts the local backend and `gatehouse app-server` pointed at it, then plays a host:\n' +
+            'handshake, login with host-owned tokens, a turn, a revoked token answered by a refresh, a\n' +
+            'second turn, logout. Prints the JSON lines exchanged as a timeline. Offline: loopback only.\n',
         );
         return 0;
       }
@@ -142,7 +146,8 @@ async function appServer(args: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(APP_SERVER_USAGE);
+    const { settingsHelp } = await import('../config/config.js');
+    process.stdout.write(appServerUsage(settingsHelp()));
     return 0;
   }
   const { runAppServer } = await import('./app-server.js');

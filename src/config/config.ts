@@ -63,33 +63,92 @@ type TextSetting = {
   [K in keyof GatehouseSettings]: GatehouseSettings[K] extends string ? K : never;
 }[keyof GatehouseSettings];
 
-/** `gatehouse.<key>` -> setting, with the accepted range or shape. */
+/** `gatehouse.<key>` -> setting, with the accepted range or shape and a line for `--help`. */
 const SETTING_KEYS: Record<
   string,
-  | { setting: NumericSetting; min: number; max: number }
-  | { setting: TextSetting; pattern: RegExp; shape: string }
+  (
+    | { setting: NumericSetting; min: number; max: number }
+    | { setting: TextSetting; pattern: RegExp; shape: string }
+  ) & {
+    help: string;
+  }
 > = {
-  max_line_bytes: { setting: 'maxLineBytes', min: 1024, max: 1024 * 1024 * 1024 },
-  mailbox_capacity: { setting: 'mailboxCapacity', min: 1, max: 10_000_000 },
-  shutdown_timeout_ms: { setting: 'shutdownTimeoutMs', min: 0, max: 600_000 },
-  attestation_timeout_ms: { setting: 'attestationTimeoutMs', min: 1, max: 600_000 },
+  max_line_bytes: {
+    setting: 'maxLineBytes',
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+    help: 'longest inbound message',
+  },
+  mailbox_capacity: {
+    setting: 'mailboxCapacity',
+    min: 1,
+    max: 10_000_000,
+    help: 'per-actor mailbox bound; past it -32001',
+  },
+  shutdown_timeout_ms: {
+    setting: 'shutdownTimeoutMs',
+    min: 0,
+    max: 600_000,
+    help: 'in-flight grace period on SIGTERM',
+  },
+  attestation_timeout_ms: {
+    setting: 'attestationTimeoutMs',
+    min: 1,
+    max: 600_000,
+    help: 'attestation/generate deadline',
+  },
   chatgpt_auth_tokens_refresh_timeout_ms: {
     setting: 'chatgptAuthTokensRefreshTimeoutMs',
     min: 1,
     max: 3_600_000,
+    help: 'account/chatgptAuthTokens/refresh deadline',
   },
-  worker_threads: { setting: 'workerThreads', min: 1, max: 64 },
-  login_callback_port: { setting: 'loginCallbackPort', min: 0, max: 65_535 },
+  worker_threads: { setting: 'workerThreads', min: 1, max: 64, help: 'worker pool size' },
+  login_callback_port: {
+    setting: 'loginCallbackPort',
+    min: 0,
+    max: 65_535,
+    help: 'browser-login callback port on 127.0.0.1 (0: any)',
+  },
   login_issuer: {
     setting: 'loginIssuer',
     pattern: /^https?:\/\/[^\s/]+(\/[^\s]*)?$/,
     shape: 'an http(s) URL',
+    help: 'OAuth issuer of browser logins',
   },
-  stream_max_retries: { setting: 'streamMaxRetries', min: 0, max: 100 },
-  retry_base_delay_ms: { setting: 'retryBaseDelayMs', min: 0, max: 60_000 },
-  upstream_request_timeout_ms: { setting: 'upstreamRequestTimeoutMs', min: 1, max: 600_000 },
-  stream_idle_timeout_ms: { setting: 'streamIdleTimeoutMs', min: 1, max: 3_600_000 },
+  stream_max_retries: {
+    setting: 'streamMaxRetries',
+    min: 0,
+    max: 100,
+    help: 'Responses stream retries per transport',
+  },
+  retry_base_delay_ms: {
+    setting: 'retryBaseDelayMs',
+    min: 0,
+    max: 60_000,
+    help: 'first retry delay; later ones double, with jitter',
+  },
+  upstream_request_timeout_ms: {
+    setting: 'upstreamRequestTimeoutMs',
+    min: 1,
+    max: 600_000,
+    help: 'connect and response-header deadline upstream',
+  },
+  stream_idle_timeout_ms: {
+    setting: 'streamIdleTimeoutMs',
+    min: 1,
+    max: 3_600_000,
+    help: 'silence after which a Responses stream counts as dropped',
+  },
 };
+
+/** The settings as `--help` lists them, one per line with its default. */
+export function settingsHelp(): string {
+  const width = Math.max(...Object.keys(SETTING_KEYS).map((k) => k.length)) + 3;
+  return Object.entries(SETTING_KEYS)
+    .map(([key, spec]) => `  ${key.padEnd(width)}${spec.help} (default ${DEFAULT_SETTINGS[spec.setting]})`)
+    .join('\n');
+}
 
 /** Top-level codex keys Gatehouse reads; everything else codex knows is accepted and ignored. */
 export const USED_CODEX_KEYS = [

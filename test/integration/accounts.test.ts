@@ -374,6 +374,7 @@ describe('forced_login_method (spec C.2)', () => {
     const client = spawnServer(t, { args: ['-c', 'forced_login_method="api"'] });
     await call(client, 'initialize', initializeParams({ experimentalApi: true }));
     await expectError(client, 'account/login/start', { type: 'chatgpt' }, CHATGPT_DISABLED);
+    await expectError(client, 'account/login/start', { type: 'chatgptDeviceCode' }, CHATGPT_DISABLED);
     await expectError(
       client,
       'account/login/start',
@@ -395,6 +396,12 @@ describe('forced_login_method (spec C.2)', () => {
     const client = spawnServer(t, { args: ['-c', 'forced_login_method="chatgpt"'] });
     await call(client, 'initialize', initializeParams({ experimentalApi: true }));
     await expectError(client, 'account/login/start', { type: 'apiKey', apiKey: apiKey() }, API_KEY_DISABLED);
+    await expectError(
+      client,
+      'account/login/start',
+      { type: 'amazonBedrock', apiKey: 'bedrock-key', region: 'us-east-1' },
+      'Amazon Bedrock login is disabled. Use ChatGPT login instead.',
+    );
     assert.equal(existsSync(authFile(client)), false);
     await expectResult(client, 'account/read', {}, READ_NOBODY);
     await loginTokens(client, hostToken());
@@ -604,6 +611,7 @@ describe('host-owned tokens active (spec C.2, C.3)', () => {
       EXTERNAL_AUTH_ACTIVE,
     );
     await expectError(client, 'account/login/start', { type: 'chatgpt' }, EXTERNAL_AUTH_ACTIVE);
+    await expectError(client, 'account/login/start', { type: 'chatgptDeviceCode' }, EXTERNAL_AUTH_ACTIVE);
     await expectError(
       client,
       'account/login/start',
@@ -665,13 +673,25 @@ describe('bad input (spec A.5, A.6, C.2, C.7): serde texts, and the server keeps
       'unknown login type',
       'account/login/start',
       { type: 'bogus' },
-      'Invalid request: unknown variant `bogus`, expected one of `apiKey`, `chatgpt`, `chatgptAuthTokens`',
+      'Invalid request: unknown variant `bogus`, expected one of `apiKey`, `chatgpt`, `chatgptDeviceCode`, `chatgptAuthTokens`, `amazonBedrock`, `amazonBedrockAccessKeys`',
     ],
     [
-      'a codex login type Gatehouse does not serve',
+      'device-code login, which Gatehouse does not serve',
       'account/login/start',
       { type: 'chatgptDeviceCode' },
-      'Invalid request: unknown variant `chatgptDeviceCode`, expected one of `apiKey`, `chatgpt`, `chatgptAuthTokens`',
+      'chatgptDeviceCode login is not supported by Gatehouse; use chatgpt (browser), chatgptAuthTokens or apiKey',
+    ],
+    [
+      'Bedrock login, which Gatehouse does not serve',
+      'account/login/start',
+      { type: 'amazonBedrock', apiKey: 'bedrock-key', region: 'us-east-1' },
+      'amazonBedrock login is not supported by Gatehouse; use chatgpt (browser), chatgptAuthTokens or apiKey',
+    ],
+    [
+      'Bedrock access keys without their region',
+      'account/login/start',
+      { type: 'amazonBedrockAccessKeys', accessKeyId: 'AKIA', secretAccessKey: 'secret' },
+      'Invalid request: missing field `region`',
     ],
     [
       'login type missing',
@@ -756,7 +776,7 @@ describe('bad input (spec A.5, A.6, C.2, C.7): serde texts, and the server keeps
       client,
       'account/login/start',
       { type: 'bogus' },
-      'Invalid request: unknown variant `bogus`, expected one of `apiKey`, `chatgpt`, `chatgptAuthTokens`',
+      'Invalid request: unknown variant `bogus`, expected one of `apiKey`, `chatgpt`, `chatgptDeviceCode`, `chatgptAuthTokens`, `amazonBedrock`, `amazonBedrockAccessKeys`',
     );
     assert.equal(existsSync(authFile(client)), false, 'the refused login stored nothing');
 

@@ -314,20 +314,33 @@ describe('auth.json (spec C.3, C.7)', () => {
 describe('login policy messages (spec C.2, C.8)', () => {
   test('forced_login_method: every refusal, and what each setting allows', () => {
     const expected: Record<string, Record<LoginKind, string | undefined>> = {
-      none: { apiKey: undefined, chatgpt: undefined, chatgptAuthTokens: undefined },
+      none: {
+        apiKey: undefined,
+        chatgpt: undefined,
+        chatgptDeviceCode: undefined,
+        chatgptAuthTokens: undefined,
+        amazonBedrock: undefined,
+        amazonBedrockAccessKeys: undefined,
+      },
       api: {
         apiKey: undefined,
         chatgpt: 'ChatGPT login is disabled. Use API key login instead.',
+        chatgptDeviceCode: 'ChatGPT login is disabled. Use API key login instead.',
         chatgptAuthTokens: 'External ChatGPT auth is disabled. Use API key login instead.',
+        amazonBedrock: undefined,
+        amazonBedrockAccessKeys: undefined,
       },
       chatgpt: {
         apiKey: 'API key login is disabled. Use ChatGPT login instead.',
         chatgpt: undefined,
+        chatgptDeviceCode: undefined,
         chatgptAuthTokens: undefined,
+        amazonBedrock: 'Amazon Bedrock login is disabled. Use ChatGPT login instead.',
+        amazonBedrockAccessKeys: 'Amazon Bedrock login is disabled. Use ChatGPT login instead.',
       },
     };
     for (const forced of [null, 'api', 'chatgpt'] as const) {
-      for (const kind of ['apiKey', 'chatgpt', 'chatgptAuthTokens'] as const) {
+      for (const kind of Object.keys(expected.none!) as LoginKind[]) {
         assert.equal(
           forcedMethodRefusal(kind, forced),
           expected[forced ?? 'none']![kind],

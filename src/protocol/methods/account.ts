@@ -93,6 +93,10 @@ export const LoginAccountParams = Type.Union(
       { title: 'Chatgptv2::LoginAccountParams' },
     ),
     Type.Object(
+      { type: Type.Literal('chatgptDeviceCode', { title: 'ChatgptDeviceCodev2::LoginAccountParamsType' }) },
+      { title: 'ChatgptDeviceCodev2::LoginAccountParams' },
+    ),
+    Type.Object(
       {
         type: Type.Literal('chatgptAuthTokens', { title: 'ChatgptAuthTokensv2::LoginAccountParamsType' }),
         accessToken: Type.String({
@@ -113,6 +117,33 @@ export const LoginAccountParams = Type.Union(
         title: 'ChatgptAuthTokensv2::LoginAccountParams',
         description:
           '[UNSTABLE] FOR OPENAI INTERNAL USE ONLY - DO NOT USE. The access token must contain the same scopes that Codex-managed ChatGPT auth tokens have.',
+      },
+    ),
+    // Declared so decode errors list codex's variants; Gatehouse refuses these logins (account-service).
+    Type.Object(
+      {
+        type: Type.Literal('amazonBedrock', { title: 'AmazonBedrockv2::LoginAccountParamsType' }),
+        apiKey: Type.String(),
+        region: Type.String(),
+      },
+      {
+        title: 'AmazonBedrockv2::LoginAccountParams',
+        description: '[UNSTABLE] Managed Amazon Bedrock login is experimental.',
+      },
+    ),
+    Type.Object(
+      {
+        type: Type.Literal('amazonBedrockAccessKeys', {
+          title: 'AmazonBedrockAccessKeysv2::LoginAccountParamsType',
+        }),
+        accessKeyId: Type.String(),
+        region: Type.String(),
+        secretAccessKey: Type.String(),
+        sessionToken: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+      },
+      {
+        title: 'AmazonBedrockAccessKeysv2::LoginAccountParams',
+        description: '[UNSTABLE] Managed Amazon Bedrock AWS access key login is experimental.',
       },
     ),
   ],
