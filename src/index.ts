@@ -28,3 +28,12 @@ export {
 } from './protocol/methods/index.js';
 export type { LifecycleState, Session } from '../actors/connection/connection.machine.js';
 export { createLogger, type Logger } from './util/logger.js';
+export {
+  startLocalBackend,
+  LocalBackendError,
+  type LocalBackend,
+  type LocalBackendOptions,
+  type RecordedRequest,
+  type ChatgptUser,
+} from './backend/local-backend.js';
+export { chatgptClaims, mintJwt, type ChatgptIdentity } from './backend/tokens.js';
