@@ -10,6 +10,7 @@ import { BrokerError, isBrokerError } from '../../src/protocol/errors.js';
 import { InvalidJwtError, parseChatgptJwt } from '../../src/auth/jwt.js';
 import { workspaceRefreshRefusal } from '../../src/auth/login-policy.js';
 import type { UpstreamAuth } from '../../src/upstream/auth-source.js';
+import { NOT_LOGGED_IN } from '../../src/upstream/unauthorized-retry.js';
 import type { Logger } from '../../src/util/logger.js';
 import { accountIdOf, bearerOf, type Credentials } from './credentials.js';
 
@@ -78,9 +79,13 @@ export function credentialsBehaviour(deps: CredentialsDeps): Behaviour {
         'the API key was rejected by the backend (401 Unauthorized)',
       );
     }
-    // Logout or a new login while the host was answering wins over this refresh.
-    if (generation !== startedAt)
-      throw new BrokerError('AUTH_REFRESH_FAILED', 'credentials changed during refresh');
+    // A logout or a new login while the host was answering wins over this refresh: the waiting
+    // requests go on with what is installed now, as a 401 for an older generation does.
+    if (generation !== startedAt) {
+      const now = upstreamAuth();
+      if (now) return now;
+      throw new BrokerError('AUTH_REFRESH_FAILED', NOT_LOGGED_IN);
+    }
     credentials = next;
     generation++;
     deps.log.info({ mode: next.mode, generation }, 'credentials refreshed');
@@ -116,7 +121,7 @@ export function credentialsBehaviour(deps: CredentialsDeps): Behaviour {
   }
 
   function unauthorized(failedGeneration: number): unknown {
-    if (!credentials) throw new BrokerError('AUTH_REFRESH_FAILED', 'not logged in');
+    if (!credentials) throw new BrokerError('AUTH_REFRESH_FAILED', NOT_LOGGED_IN);
     // Someone else already replaced the credentials that failed: retry with the new ones.
     if (failedGeneration !== generation) return upstreamAuth();
     if (!refreshing) {

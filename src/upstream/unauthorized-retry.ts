@@ -7,11 +7,14 @@
 import type { AuthSource, UpstreamAuth } from './auth-source.js';
 import { UpstreamFailure, isUpstreamFailure } from './failure.js';
 
+/** What a request meets when nobody is logged in (a Gatehouse text: codex has no relay without auth). */
+export const NOT_LOGGED_IN = 'not logged in: log in with account/login/start first';
+
 /** The credentials in force, or a failure saying nobody is logged in. */
 export async function currentAuth(auth: AuthSource): Promise<UpstreamAuth> {
   const current = await auth.current();
   if (!current) {
-    throw new UpstreamFailure('not logged in: log in with account/login/start first', 'unauthenticated', {
+    throw new UpstreamFailure(NOT_LOGGED_IN, 'unauthenticated', {
       retryable: false,
     });
   }

@@ -770,6 +770,7 @@ describe('credentials actor: single-flight refresh of host-owned tokens (spec C.
     a.calls[0]!.answer.resolve({ accessToken: hostToken(), chatgptAccountId: 'acct-1' });
     for (const r of await Promise.all(waiters)) {
       assert.ok(!r.ok && isBrokerError(r.error, 'AUTH_REFRESH_FAILED'), JSON.stringify(r));
+      assert.equal(r.error.message, 'not logged in: log in with account/login/start first');
     }
     assert.equal(await a.current(), null);
     assert.equal(await a.snapshot(), null);
@@ -778,7 +779,7 @@ describe('credentials actor: single-flight refresh of host-owned tokens (spec C.
     assert.equal(a.calls.length, 1, 'nobody logged in: the host is not asked');
   });
 
-  test('a new login during a refresh wins over the refresh; its own 401 starts a new refresh', async () => {
+  test('a new login during a refresh wins over the refresh: waiters go on with it; its own 401 starts a new refresh', async () => {
     const a = setup();
     const generation = await a.install(hostCredentials(hostToken()));
     const waiter = settled(a.unauthorized(generation));
@@ -786,13 +787,9 @@ describe('credentials actor: single-flight refresh of host-owned tokens (spec C.
     const relogin = hostToken({ accountId: 'acct-5' });
     const next = await a.install(hostCredentials(relogin, 'acct-5'));
     a.calls[0]!.answer.resolve({ accessToken: hostToken(), chatgptAccountId: 'acct-1' });
-    await waiter;
-    assert.deepEqual(await a.current(), {
-      mode: 'chatgptAuthTokens',
-      bearer: relogin,
-      accountId: 'acct-5',
-      generation: next,
-    });
+    const relogged = { mode: 'chatgptAuthTokens', bearer: relogin, accountId: 'acct-5', generation: next };
+    assert.deepEqual(await waiter, { ok: true, value: relogged });
+    assert.deepEqual(await a.current(), relogged);
     const again = settled(a.unauthorized(next));
     await until(() => a.calls.length === 2, 'a refresh for the new login');
     assert.equal(a.calls[1]!.previousAccountId, 'acct-5');
