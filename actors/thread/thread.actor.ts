@@ -5,11 +5,16 @@
  * and the fallback to HTTP are the turn machine's, the upstream calls the upstream actor's. The
  * mailbox is never held while a turn runs, so an interrupt gets through at once.
  *
- * One turn at a time: `turn/start` while a turn runs is refused with -32600 (codex would fold
- * the input into the running turn, which this relay does not do). Replies come before the
- * notifications they announce: the relay tells `turn.run` once the `turn/start` reply is out,
- * and `turn.settle` once the `turn/interrupt` reply is out; `turn/completed` of an interrupted
- * turn waits for that.
+ * A compaction (`thread/compact/start`) is a turn too, of its own kind: its request is the
+ * conversation and a compaction trigger (compaction.ts), it streams no agent message, it announces
+ * a `contextCompaction` item, and on success the conversation is replaced. Realtime starts
+ * (`thread/realtime/start`) run beside turns (realtime.ts).
+ *
+ * One turn at a time: `turn/start` (or `thread/compact/start`) while a turn runs is refused with
+ * -32600 (codex would fold the input into the running turn, which this relay does not do).
+ * Replies come before the notifications they announce: the relay tells `turn.run` once the
+ * `turn/start` (or `thread/compact/start`) reply is out, and `turn.settle` once the
+ * `turn/interrupt` reply is out; `turn/completed` of an interrupted turn waits for that.
  */
 import type { Static } from 'typebox';
 import { createActor, type Actor, type ActorOptions } from 'xstate';
@@ -32,12 +37,16 @@ import {
   type ResponseItem,
 } from '../../src/relay/outbound-headers.js';
 import { uuidv7 } from '../../src/relay/ids.js';
+import type { RealtimeCallAnswer } from '../../src/upstream/realtime-call.js';
 import {
   UpstreamMessage,
+  type RealtimeCallBody,
   type ResponsesEndBody,
   type ResponsesEventBody,
   type ResponsesStartBody,
 } from '../upstream/upstream.actor.js';
+import { compactedHistory, compactionInput } from './compaction.js';
+import { runRealtimeStart, type RealtimeStartBody } from './realtime.js';
 import { turnMachine, type Transport, type TurnEffects, type TurnOutcome } from './turn.machine.js';
 
 export function threadAddress(threadId: string): string {
@@ -55,7 +64,17 @@ export const ThreadMessage = {
   settle: 'thread.turn.settle',
   /** tell: { connectionId }. The connection is gone; without subscribers the thread stops. */
   unsubscribe: 'thread.unsubscribe',
+  /** ask: { connectionId } -> TurnView (status inProgress) of a compaction turn; run it with `runTurn`. */
+  startCompaction: 'thread.compaction.start',
+  /** tell: RealtimeStartBody. The `thread/realtime/start` reply is out: start the session. */
+  realtimeStart: 'thread.realtime.start',
 } as const;
+
+/** Compactions retry less than turns (codex's MAX_REMOTE_COMPACTION_V2_STREAM_RETRIES). */
+const MAX_COMPACTION_RETRIES = 2;
+
+/** codex's prefix of a failed compaction's error text. */
+export const COMPACTION_ERROR_PREFIX = 'Error running remote compact task';
 
 export interface StartTurnBody {
   connectionId: string;
@@ -115,6 +134,8 @@ interface AgentItem {
 
 interface ActiveTurn {
   id: string;
+  /** A user turn, or a compaction (`thread/compact/start`). */
+  kind: 'turn' | 'compaction';
   text: string;
   startedAtMs: number;
   /** The `turn/start` reply is out. */
@@ -130,6 +151,10 @@ interface ActiveTurn {
   /** Agent messages of the attempt under way, by upstream item id. */
   items: Map<string, AgentItem>;
   completedItems: AgentItem[];
+  /** A compaction's completed output items (of the attempt under way). */
+  outputs: ResponseItem[];
+  /** The `contextCompaction` item a compaction announces. */
+  compactionItemId?: string;
   completion?: { outcome: TurnOutcome; failure: FailureData | null; atMs: number };
 }
 
@@ -191,24 +216,34 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
   });
 
   function startTurn(body: StartTurnBody): TurnView {
+    return begin(body.connectionId, 'turn', body.text, body.model);
+  }
+
+  function begin(connectionId: string, kind: ActiveTurn['kind'], text: string, newModel: string | null) {
     if (turn) {
       throw invalidRequest(
         `a turn is already running on thread ${threadId}: interrupt it or wait for turn/completed`,
       );
     }
-    if (!subscribers.includes(body.connectionId)) subscribers.push(body.connectionId);
-    if (body.model) model = body.model;
+    subscribe(connectionId);
+    if (newModel) model = newModel;
     turn = {
       id: uuidv7(),
-      text: body.text,
+      kind,
+      text,
       startedAtMs: Date.now(),
       released: false,
       interruptRequested: false,
       holdCompletion: false,
       items: new Map(),
       completedItems: [],
+      outputs: [],
     };
     return view(turn, 'inProgress');
+  }
+
+  function subscribe(connectionId: string): void {
+    if (!subscribers.includes(connectionId)) subscribers.push(connectionId);
   }
 
   async function runTurn(turnId: string): Promise<void> {
@@ -217,6 +252,15 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
     t.released = true;
     t.startedAtMs = Date.now();
     notify('turn/started', { threadId, turn: view(t, 'inProgress', { startedAt: seconds(t.startedAtMs) }) });
+    if (t.kind === 'compaction') {
+      t.compactionItemId = uuidv7();
+      notify('item/started', {
+        item: { type: 'contextCompaction', id: t.compactionItemId },
+        threadId,
+        turnId: t.id,
+        startedAtMs: Date.now(),
+      });
+    }
     let mode: 'apikey' | 'chatgpt';
     try {
       mode = (await currentAuth(deps.auth)).mode === 'apikey' ? 'apikey' : 'chatgpt';
@@ -235,7 +279,8 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
         effects: effectsFor(t),
         transport: startOn,
         fallback: startOn === 'ws',
-        maxRetries: deps.maxRetries,
+        maxRetries:
+          t.kind === 'compaction' ? Math.min(deps.maxRetries, MAX_COMPACTION_RETRIES) : deps.maxRetries,
         baseDelayMs: deps.retryBaseDelayMs,
         ...(deps.random ? { random: deps.random } : {}),
       },
@@ -250,6 +295,7 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
       t.streamKind = kind;
       t.items = new Map();
       t.completedItems = [];
+      t.outputs = [];
       const identity = {
         threadId,
         turnId: t.id,
@@ -264,7 +310,7 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
               threadId,
               model,
               instructions: init.baseInstructions,
-              input: [...history, userMessage(t.text)],
+              input: t.kind === 'compaction' ? compactionInput(history) : [...history, userMessage(t.text)],
             });
       const body: ResponsesStartBody = {
         streamId: t.streamId,
@@ -307,13 +353,16 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
     };
   }
 
-  function finish(t: ActiveTurn, p: { outcome: TurnOutcome; failure: FailureData | null }): void {
+  function finish(t: ActiveTurn, result: { outcome: TurnOutcome; failure: FailureData | null }): void {
     if (t.completion) return;
     t.streamId = undefined;
+    const p = t.kind === 'compaction' ? finishCompaction(t, result) : result;
     t.completion = { ...p, atMs: Date.now() };
-    history.push(userMessage(t.text));
-    if (p.outcome === 'completed')
-      for (const item of t.completedItems) history.push(assistantMessage(item.text));
+    if (t.kind === 'turn') {
+      history.push(userMessage(t.text));
+      if (p.outcome === 'completed')
+        for (const item of t.completedItems) history.push(assistantMessage(item.text));
+    }
     if (p.outcome === 'failed' && p.failure) {
       deps.log.info(
         { thread: threadId, turn: t.id, kind: p.failure.kind, status: p.failure.status },
@@ -322,6 +371,42 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
       notify('error', { error: turnError(p.failure), willRetry: false, threadId, turnId: t.id });
     }
     if (!t.holdCompletion) complete(t);
+  }
+
+  /**
+   * A compaction's end: on success the conversation is replaced and the `contextCompaction` item
+   * completes; a response without a usable summary fails it; failures carry codex's prefix.
+   */
+  function finishCompaction(
+    t: ActiveTurn,
+    p: { outcome: TurnOutcome; failure: FailureData | null },
+  ): { outcome: TurnOutcome; failure: FailureData | null } {
+    let { outcome, failure } = p;
+    if (outcome === 'completed') {
+      const compacted = compactedHistory(history, t.outputs, init.developerInstructions);
+      if (compacted.ok) {
+        history.splice(0, history.length, ...compacted.history);
+        notify('item/completed', {
+          item: { type: 'contextCompaction', id: t.compactionItemId ?? uuidv7() },
+          threadId,
+          turnId: t.id,
+          completedAtMs: Date.now(),
+        });
+      } else {
+        outcome = 'failed';
+        failure = {
+          message: compacted.message,
+          kind: 'response',
+          status: null,
+          retryable: false,
+          retryAfterMs: null,
+        };
+      }
+    }
+    if (outcome === 'failed' && failure) {
+      failure = { ...failure, message: `${COMPACTION_ERROR_PREFIX}: ${failure.message}` };
+    }
+    return { outcome, failure };
   }
 
   /** Sends `turn/completed` and frees the thread for the next turn. */
@@ -369,6 +454,14 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
   }
 
   function handleEvent(t: ActiveTurn, event: ResponsesEvent): void {
+    if (t.kind === 'compaction') {
+      // A compaction streams nothing to clients: only its completed output items matter.
+      const done = event.item;
+      if (event.type === 'response.output_item.done' && typeof done === 'object' && done !== null) {
+        t.outputs.push(done as ResponseItem);
+      }
+      return;
+    }
     const startItem = (upstreamId: string | undefined): AgentItem => {
       const item: AgentItem = { id: upstreamId ?? uuidv7(), text: '' };
       t.items.set(item.id, item);
@@ -432,6 +525,25 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
 
   // --- subscribers and shutdown ------------------------------------------------------------------
 
+  function startRealtime(body: RealtimeStartBody): void {
+    subscribe(body.connectionId);
+    const s = system;
+    void runRealtimeStart(body.params, {
+      threadId,
+      auth: deps.auth,
+      userAgent: init.userAgent,
+      originator: init.originator,
+      connectionIds: () => [...subscribers],
+      notify,
+      createCall: (call: RealtimeCallBody) => {
+        if (!s) return Promise.reject(new Error('the thread is not running'));
+        return s.ask<RealtimeCallAnswer>(deps.upstream, UpstreamMessage.realtimeCall, call);
+      },
+    }).catch((e: unknown) =>
+      deps.log.warn({ thread: threadId, err: (e as Error).message }, 'realtime start failed'),
+    );
+  }
+
   function unsubscribe(connectionId: string): void {
     const index = subscribers.indexOf(connectionId);
     if (index >= 0) subscribers.splice(index, 1);
@@ -459,6 +571,10 @@ export function threadBehaviour(init: ThreadInit, deps: ThreadDeps): Behaviour {
       switch (message.type) {
         case ThreadMessage.startTurn:
           return startTurn(message.body as StartTurnBody);
+        case ThreadMessage.startCompaction:
+          return begin((message.body as { connectionId: string }).connectionId, 'compaction', '', null);
+        case ThreadMessage.realtimeStart:
+          return startRealtime(message.body as RealtimeStartBody);
         case ThreadMessage.runTurn:
           return runTurn((message.body as { turnId: string }).turnId);
         case ThreadMessage.interrupt:

@@ -2,7 +2,8 @@
  * The upstream client actor: the one place that talks to the backend. It attaches the
  * credentials (`Authorization: Bearer`, `chatgpt-account-id`), runs the 401 loop of spec C.8 on
  * every request, applies the connect and idle deadlines, keeps one Responses WebSocket per thread
- * open across turns, and passes every scoped request through the scoped-headers hook.
+ * open across turns, and passes every scoped request through the scoped-headers hook. It also
+ * creates realtime WebRTC calls (an ask: one POST, its 401 loop, no retries).
  *
  * A Responses attempt is started with a tell; its events and its end come back as tells to the
  * requester's address, in order (an ask's reply would overtake the events still in the
@@ -17,6 +18,7 @@ import type { AuthSource, UpstreamAuth } from '../../src/upstream/auth-source.js
 import { abortedFailure, failureData, type FailureData } from '../../src/upstream/failure.js';
 import { UpstreamAgents } from '../../src/upstream/http-request.js';
 import { getJson } from '../../src/upstream/json-get.js';
+import { createRealtimeCall, type RealtimeCallRequest } from '../../src/upstream/realtime-call.js';
 import { openResponsesSocket, socketUrl } from '../../src/upstream/responses-socket.js';
 import {
   postResponses,
@@ -44,7 +46,16 @@ export const UpstreamMessage = {
   responsesEvent: 'upstream.responses.event',
   /** Sent to the requester: ResponsesEndBody. */
   responsesEnd: 'upstream.responses.end',
+  /** ask: RealtimeCallBody -> RealtimeCallAnswer (`{ ok, callId, sdp }` or `{ ok: false, message }`). */
+  realtimeCall: 'upstream.realtime.call',
 } as const;
+
+export interface RealtimeCallBody {
+  /** The thread the call is for, and its subscribers: the scoped request's. */
+  threadId: string;
+  connectionIds: string[];
+  request: RealtimeCallRequest;
+}
 
 export interface GetJsonBody {
   /** Appended to `chatgpt_base_url`, e.g. `/wham/accounts/check`. */
@@ -124,7 +135,11 @@ export function upstreamBehaviour(deps: UpstreamDeps): Behaviour {
     open.ws.terminate();
   }
 
-  async function scoped(kind: ScopedRequest['kind'], body: ResponsesStartBody, auth: UpstreamAuth) {
+  async function scoped(
+    kind: ScopedRequest['kind'],
+    body: Pick<ResponsesStartBody, 'threadId' | 'connectionIds'>,
+    auth: UpstreamAuth,
+  ) {
     return deps.scopedHeaders({
       kind,
       threadId: body.threadId,
@@ -259,6 +274,21 @@ export function upstreamBehaviour(deps: UpstreamDeps): Behaviour {
         case UpstreamMessage.responsesStart:
           start(message.body as ResponsesStartBody, ctx.system);
           return;
+        case UpstreamMessage.realtimeCall: {
+          const body = message.body as RealtimeCallBody;
+          return later(
+            createRealtimeCall(
+              {
+                auth: deps.auth,
+                agents,
+                chatgptBaseUrl: deps.chatgptBaseUrl,
+                timeoutMs: deps.requestTimeoutMs,
+                scoped: (auth) => scoped('realtime.calls', body, auth),
+              },
+              body.request,
+            ),
+          );
+        }
         case UpstreamMessage.responsesAbort:
           attempts.get((message.body as ResponsesAbortBody).streamId)?.abort();
           return;

@@ -25,6 +25,8 @@ export interface BackendState {
   readonly responseDelayMs: number;
   /** Aborted when the backend closes: pending delays end at once. */
   readonly signal: AbortSignal;
+  /** Keep request bodies in `requests` (tests that check what a client sent). */
+  readonly recordBodies: boolean;
 }
 
 /** Records a request (or WebSocket message) and logs its route and status. */
@@ -32,7 +34,13 @@ export function noteRequest(
   state: BackendState,
   entry: Omit<RecordedRequest, 'at' | 'headers'> & { headers: IncomingMessage['headers'] },
 ): void {
-  recordRequest(state.requests, { at: Date.now(), ...entry, headers: headerRecord(entry.headers) });
+  const { body, ...rest } = entry;
+  recordRequest(state.requests, {
+    at: Date.now(),
+    ...rest,
+    headers: headerRecord(entry.headers),
+    ...(state.recordBodies && body !== undefined ? { body } : {}),
+  });
   state.log.debug(
     { route: entry.route, method: entry.method, status: entry.status },
     'local backend request',
@@ -45,6 +53,8 @@ export class Exchange {
   cutAfterEvents: number | undefined;
   /** The accepted bearer, on routes that check one. */
   bearer: Extract<BearerVerdict, { ok: true }> | undefined;
+  /** The request body as read by the handler, kept in the record with `recordBodies`. */
+  body: unknown;
 
   constructor(
     readonly req: IncomingMessage,
@@ -64,6 +74,7 @@ export class Exchange {
       path: this.req.url ?? '/',
       status,
       headers: this.req.headers,
+      body: this.body,
     });
   }
 

@@ -61,7 +61,8 @@ function accountsCheck(x: Exchange): void {
 async function responsesOverHttp(x: Exchange): Promise<void> {
   let events;
   try {
-    events = responseEvents(parseResponsesRequest(await readJson(x.req, MAX_RESPONSES_BODY_BYTES)));
+    x.body = await readJson(x.req, MAX_RESPONSES_BODY_BYTES);
+    events = responseEvents(parseResponsesRequest(x.body));
   } catch (e) {
     if (!(e instanceof HttpError || e instanceof ResponsesRequestError)) throw e;
     x.json(e instanceof HttpError ? e.status : 400, {
@@ -97,12 +98,24 @@ async function responsesOverHttp(x: Exchange): Promise<void> {
   else if (outcome === 'gone') res.destroy();
 }
 
-/** Placeholder of WebRTC call creation (attestation will check its headers): any body, an id. */
+/**
+ * Placeholder of WebRTC call creation (attestation checks its headers): any body, answered with
+ * a call id and a fixed answer SDP. The real backend answers the SDP as the body and names the
+ * call in `Location`; the JSON here keeps the id easy to read for tests.
+ */
 async function realtimeCalls(x: Exchange): Promise<void> {
-  await readBody(x.req, MAX_SMALL_BODY_BYTES);
+  const text = (await readBody(x.req, MAX_SMALL_BODY_BYTES)).toString('utf8');
+  try {
+    x.body = JSON.parse(text) as unknown;
+  } catch {
+    x.body = text;
+  }
   const id = `call_${randomBytes(12).toString('hex')}`;
-  x.json(201, { id }, { location: `/backend-api/codex/realtime/calls/${id}` });
+  x.json(201, { id, sdp: LOCAL_ANSWER_SDP }, { location: `/backend-api/codex/realtime/calls/${id}` });
 }
+
+/** The answer SDP of every local call: a minimal session description, never negotiated further. */
+export const LOCAL_ANSWER_SDP = 'v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=gatehouse-local\r\nt=0 0\r\n';
 
 function oauthAuthorize(x: Exchange): void {
   let location: string;

@@ -55,6 +55,11 @@ export interface LocalBackendOptions {
   responseDelayMs?: number;
   /** Who the OAuth issuer signs in (default dev@example.com, acct-1, user-1, plan plus). */
   user?: Partial<ChatgptUser>;
+  /**
+   * Keep the bodies of Responses requests and realtime call creations in `requests` (default
+   * false: conversations grow, and load tests keep 10,000 records).
+   */
+  recordBodies?: boolean;
 }
 
 export interface LocalBackend {
@@ -169,6 +174,7 @@ export async function startLocalBackend(options: LocalBackendOptions = {}): Prom
     user,
     responseDelayMs,
     signal: lifetime.signal,
+    recordBodies: options.recordBodies ?? false,
   };
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {

@@ -24,6 +24,12 @@ export interface RecordedRequest {
   status: number;
   /** Header names are lower-case, as Node delivers them; repeated headers are joined with ", ". */
   headers: Record<string, string>;
+  /**
+   * The request body, only when the backend runs with `recordBodies`: the parsed JSON of a
+   * `responses.http` POST, a `responses.ws.create` frame or a `realtime.calls` POST (its text when
+   * it is not JSON). Absent otherwise, and for every other route.
+   */
+  body?: unknown;
 }
 
 /**

@@ -98,6 +98,7 @@ class ResponsesSocketSession {
   private async serve(data: RawData, isBinary: boolean): Promise<void> {
     if (this.ws.readyState !== WebSocket.OPEN) return;
     let request;
+    let body: unknown;
     try {
       if (isBinary) throw new ResponsesRequestError('binary frames are not supported: send JSON text frames');
       let frame: unknown;
@@ -112,10 +113,11 @@ class ResponsesSocketSession {
           `unsupported message type ${JSON.stringify(type) ?? 'missing'}: expected "response.create"`,
         );
       }
+      body = frame;
       request = parseResponsesRequest(frame);
     } catch (e) {
       if (!(e instanceof ResponsesRequestError)) throw e;
-      this.note(400);
+      this.note(400, body);
       await this.sendError(400, 'invalid_request_error', e.message);
       return;
     }
@@ -123,7 +125,7 @@ class ResponsesSocketSession {
     const fault = this.state.faults.take('responses.ws.create');
     const cutAfter = Math.min(this.socketBudget, cutAfterOf(fault));
     if (fault?.kind === 'status') {
-      this.note(fault.status);
+      this.note(fault.status, body);
       await this.sendError(
         fault.status,
         'scripted_fault',
@@ -131,7 +133,7 @@ class ResponsesSocketSession {
       );
       return;
     }
-    this.note(cutAfter === 0 ? 0 : 200);
+    this.note(cutAfter === 0 ? 0 : 200, body);
     if (fault?.kind === 'slow' && !(await sleep(fault.delayMs, this.state.signal))) return;
     const ws = this.ws;
     const sink: EventSink = {
@@ -149,13 +151,14 @@ class ResponsesSocketSession {
     this.socketBudget -= sent;
   }
 
-  private note(status: number): void {
+  private note(status: number, body: unknown): void {
     noteRequest(this.state, {
       route: 'responses.ws.create',
       method: 'WS',
       path: this.path,
       status,
       headers: {},
+      body,
     });
   }
 

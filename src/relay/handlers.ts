@@ -1,5 +1,7 @@
 /**
- * The Responses relay's requests: `thread/start`, `turn/start`, `turn/interrupt`. Each thread is
+ * The Responses relay's requests: `thread/start`, `turn/start`, `turn/interrupt`,
+ * `thread/compact/start` (a compaction turn) and `thread/realtime/start` (WebRTC call creation,
+ * actors/thread/realtime.ts). Each thread is
  * an actor (`thread/<id>`) whose subscribers are the connection that started it and any that
  * started turns on it; its turns stream back to them. When a connection closes it stops being a
  * subscriber, and a thread left without subscribers stops, aborting its stream and closing its
@@ -10,6 +12,7 @@ import type { BrokerServices } from '../broker/services.js';
 import type { HandlerContext, HandlerTable } from '../broker/handlers.js';
 import { CODEX_COMPAT_VERSION } from '../broker/server-info.js';
 import { invalidRequest } from '../protocol/errors.js';
+import type { realtimeRequests } from '../protocol/methods/realtime.js';
 import type { threadRequests } from '../protocol/methods/thread.js';
 import {
   ThreadMessage,
@@ -19,6 +22,7 @@ import {
   type ThreadDeps,
   type TurnView,
 } from '../../actors/thread/thread.actor.js';
+import type { RealtimeStartBody } from '../../actors/thread/realtime.js';
 import { canonicalUuid, uuidParseError, uuidv7 } from './ids.js';
 import { DEFAULT_INSTRUCTIONS } from './outbound-headers.js';
 import { ensureUpstreamActor } from './upstream.js';
@@ -26,7 +30,7 @@ import { ensureUpstreamActor } from './upstream.js';
 export const DEFAULT_MODEL = 'gpt-5.1-codex';
 const MODEL_PROVIDER = 'openai';
 
-type RelayHandlers = Pick<HandlerTable, keyof typeof threadRequests>;
+type RelayHandlers = Pick<HandlerTable, keyof typeof threadRequests | keyof typeof realtimeRequests>;
 
 export interface RelayOptions {
   /** Tests: a SimulatedClock for the turn machines' retry delays, and the jitter source. */
@@ -62,6 +66,25 @@ export class Relay {
         // codex answers the interrupt, then sends `turn/completed`.
         ctx.after(() => this.tellThread(address, ThreadMessage.settle, { turnId: params.turnId }));
         return answer;
+      },
+      'thread/compact/start': async (params, ctx) => {
+        const address = this.threadOf(params.threadId);
+        const turn = await this.services.system.ask<TurnView>(address, ThreadMessage.startCompaction, {
+          connectionId: ctx.connectionId,
+        });
+        this.subscribe(ctx.connectionId, threadIdOf(address));
+        // codex answers `{}`; the compaction turn's notifications follow.
+        ctx.after(() => this.tellThread(address, ThreadMessage.runTurn, { turnId: turn.id }));
+        return {};
+      },
+      'thread/realtime/start': (params, ctx) => {
+        const address = this.threadOf(params.threadId);
+        this.subscribe(ctx.connectionId, threadIdOf(address));
+        const { threadId: _threadId, ...rest } = params;
+        const body: RealtimeStartBody = { connectionId: ctx.connectionId, params: rest };
+        // Answered `{}` at once, as codex does; the outcome comes as thread/realtime/* notifications.
+        ctx.after(() => this.tellThread(address, ThreadMessage.realtimeStart, body));
+        return {};
       },
     };
   }

@@ -1,6 +1,8 @@
 /**
  * The hook every *scoped* outbound request goes through (spec D.1): each Responses WebSocket
- * handshake, reconnects and the prewarm included, and each Responses POST. It returns extra
+ * handshake, reconnects and the prewarm included, each Responses POST (compaction requests
+ * included: a compaction sent as a `response.create` frame on an open socket is not a new scoped
+ * request), and each realtime WebRTC call creation (`POST .../codex/realtime/calls`). It returns extra
  * headers for that one request; `x-oai-attestation` is the header it exists for. The
  * implementation lives in src/relay/scoped-headers.ts; the upstream actor only calls it, so the
  * retry code never changes when the headers do.
@@ -8,7 +10,7 @@
 import type { UpstreamAuthMode } from './auth-source.js';
 
 export interface ScopedRequest {
-  kind: 'responses.ws' | 'responses.http';
+  kind: 'responses.ws' | 'responses.http' | 'realtime.calls';
   threadId: string;
   /** The connections subscribed to the thread, in subscription order. */
   connectionIds: string[];

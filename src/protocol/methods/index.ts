@@ -3,16 +3,22 @@ import { accountNotifications, accountRequests, accountServerRequests } from './
 import { attestationServerRequests } from './attestation.js';
 import { initializeRequests, initializedNotification } from './initialize.js';
 import { mockRequests } from './mock.js';
+import { realtimeNotifications, realtimeRequests } from './realtime.js';
 import { threadNotifications, threadRequests } from './thread.js';
 
 export const ClientRequests = {
   ...initializeRequests,
   ...accountRequests,
   ...threadRequests,
+  ...realtimeRequests,
   ...mockRequests,
 } as const;
 export const ServerRequests = { ...accountServerRequests, ...attestationServerRequests } as const;
-export const ServerNotifications = { ...accountNotifications, ...threadNotifications } as const;
+export const ServerNotifications = {
+  ...accountNotifications,
+  ...threadNotifications,
+  ...realtimeNotifications,
+} as const;
 export const ClientNotifications = { ...initializedNotification } as const;
 
 export type ClientMethod = keyof typeof ClientRequests;

@@ -1,5 +1,5 @@
 /**
- * Threads and turns: what a minimal text turn through the Responses relay needs, with codex
+ * Threads and turns: what a minimal text turn and a compaction through the Responses relay need, with codex
  * 0.169.0's method names, field names and schema titles (reference-schema/codex-0.169.0/v2).
  *
  * Params declare only the fields Gatehouse reads; the serde walker ignores members a struct does
@@ -18,13 +18,23 @@
  *   instructionSources, runtimeWorkspaceRoots, multiAgentMode; Thread without the optional
  *   gitInfo, environments, section, extra, ...; SandboxPolicy and AskForApproval are reduced to
  *   the variants Gatehouse reports (`readOnly`, the string policies).
- * - ThreadItem: only `userMessage` and `agentMessage` (of 19 variants); CodexErrorInfo: only the
- *   variants the relay reports; SessionSource: only its string variants.
+ * - ThreadItem: only `userMessage`, `agentMessage` and `contextCompaction` (of 19 variants);
+ *   CodexErrorInfo: only the variants the relay reports; SessionSource: only its string variants.
  * - notifications: thread/status/changed, thread/tokenUsage/updated, account/rateLimits/updated,
  *   item/reasoning/*, turn/diff/updated and the other item kinds are never sent; nor are the
  *   item/started + item/completed pair codex sends for the turn's userMessage item.
  * - `turn/start` on a thread with a running turn is refused (-32600); codex folds the input into
- *   the running turn instead (what turn/steer does explicitly).
+ *   the running turn instead (what turn/steer does explicitly). `thread/compact/start` on a thread
+ *   with a running turn (or compaction) is refused the same way.
+ * - `thread/compacted` (ContextCompactedNotification, deprecated in the schema) is never sent:
+ *   codex's app-server sends v2 clients only the `contextCompaction` item's item/started and
+ *   item/completed, which Gatehouse sends.
+ *
+ * `thread/compact/start` (ThreadCompactStartParams `{threadId}`, ThreadCompactStartResponse `{}`)
+ * runs codex's remote compaction v2 (spec D.1): a compaction turn whose Responses request is the
+ * conversation followed by `{"type":"compaction_trigger"}`, over the thread's transport. Its
+ * notifications are turn/started, item/started and item/completed of a `contextCompaction` item,
+ * turn/completed. actors/thread/compaction.ts has what replaces the conversation.
  */
 import * as Type from 'typebox/type';
 import { defineClientRequest, defineNotification } from '../registry.js';
@@ -137,9 +147,20 @@ export const AgentMessageThreadItem = Type.Object(
   { title: 'AgentMessageThreadItem' },
 );
 
-export const ThreadItem = Type.Union([UserMessageThreadItem, AgentMessageThreadItem], {
-  title: 'ThreadItem',
-});
+export const ContextCompactionThreadItem = Type.Object(
+  {
+    type: Type.Literal('contextCompaction', { title: 'ContextCompactionThreadItemType' }),
+    id: Type.String(),
+  },
+  { title: 'ContextCompactionThreadItem' },
+);
+
+export const ThreadItem = Type.Union(
+  [UserMessageThreadItem, AgentMessageThreadItem, ContextCompactionThreadItem],
+  {
+    title: 'ThreadItem',
+  },
+);
 
 export const TurnItemsView = Type.Union(
   [Type.Literal('notLoaded'), Type.Literal('summary'), Type.Literal('full')],
@@ -314,6 +335,13 @@ export const TurnInterruptParams = Type.Object(
 
 export const TurnInterruptResponse = Type.Object({}, { title: 'TurnInterruptResponse' });
 
+export const ThreadCompactStartParams = Type.Object(
+  { threadId: Type.String() },
+  { title: 'ThreadCompactStartParams' },
+);
+
+export const ThreadCompactStartResponse = Type.Object({}, { title: 'ThreadCompactStartResponse' });
+
 export const threadRequests = {
   'thread/start': defineClientRequest({
     params: ThreadStartParams,
@@ -340,6 +368,11 @@ export const threadRequests = {
   'turn/interrupt': defineClientRequest({
     params: TurnInterruptParams,
     result: TurnInterruptResponse,
+    version: 'v2',
+  }),
+  'thread/compact/start': defineClientRequest({
+    params: ThreadCompactStartParams,
+    result: ThreadCompactStartResponse,
     version: 'v2',
   }),
 };
