@@ -71,7 +71,7 @@ export interface ConnectionDeps {
   /** Runs a dispatched request's handler. */
   dispatch(method: string, params: unknown, session: Session): Promise<unknown>;
   serverRequestTimeoutMs(method: ServerRequestMethod): number;
-  onStateChange(state: LifecycleState): void;
+  onStateChange(state: LifecycleState, session: Session | null): void;
   /** A SimulatedClock in tests. */
   clock?: ActorOptions<typeof connectionMachine>['clock'];
 }
@@ -125,7 +125,7 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
     const state = lifecycleOf(snapshot.value);
     if (state !== lastState) {
       lastState = state;
-      deps.onStateChange(state);
+      deps.onStateChange(state, snapshot.context.session);
     }
   });
   machine.start();

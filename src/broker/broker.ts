@@ -84,6 +84,8 @@ interface ConnectionRecord {
   transport: Transport;
   inFlight: number;
   state: LifecycleState;
+  /** Set once initialize succeeds. */
+  session?: Session;
 }
 
 export const CRYPTO_ACTOR = 'crypto';
@@ -176,6 +178,12 @@ export class Broker extends EventEmitter<BrokerEvents> {
       request: (connectionId, method, params) => this.request(connectionId, method, params),
       broadcast: (method, params) => this.broadcast(method, params),
       setAuthenticated: (on) => this.setAuthenticated(on),
+      session: (connectionId) => {
+        const record = this.connections.get(connectionId);
+        return record?.state === 'closed' ? undefined : record?.session;
+      },
+      lifecycle: (connectionId, event) => this.lifecycle(connectionId, event),
+      crypto: (type, body) => this.crypto(type, body),
       userAgent: (name, version) => this.serverInfo.userAgent(name, version),
       originator: (name) => this.serverInfo.originator(name),
     };
@@ -357,9 +365,10 @@ export class Broker extends EventEmitter<BrokerEvents> {
       initializeResult: (s: Session) => this.serverInfo.initializeResult(s.clientName, s.clientVersion),
       dispatch: (method, params, session) => this.dispatch(record.id, method as CallMethod, params, session),
       serverRequestTimeoutMs: (method) => this.serverRequestTimeouts[method],
-      onStateChange: (state) => {
+      onStateChange: (state, session) => {
         const justInitialized = record.state === 'uninitialized' && state === 'initialized';
         record.state = state;
+        if (session) record.session = session;
         this.emit('connectionStateChanged', { connectionId: record.id, state });
         // Credentials are broker-wide: a client that arrives after a login is authenticated too.
         if (state === 'initialized' && this.authenticated) {

@@ -14,6 +14,8 @@ import type { ParamsOf, ResultOf } from '../protocol/registry.js';
 import type { Logger } from '../util/logger.js';
 import type { AuthSource } from '../upstream/auth-source.js';
 import type { SecureContext } from 'node:tls';
+import type { LifecycleState, Session } from '../../actors/connection/connection.machine.js';
+import type { LifecycleEvent } from '../../actors/connection/connection.actor.js';
 
 /** Plain calls to the backend and the issuer, for the account side (no streaming). */
 export interface BackendClient {
@@ -46,6 +48,12 @@ export interface BrokerServices {
   broadcast(method: ServerNotificationMethod, params: unknown): Promise<void>;
   /** Moves every connection to `authenticated` (true) or back to `initialized` (false). */
   setAuthenticated(authenticated: boolean): Promise<void>;
+  /** The session of an initialized connection (its capabilities); undefined otherwise. */
+  session(connectionId: string): Session | undefined;
+  /** Moves one connection's lifecycle (`attestation.answered` -> attested). */
+  lifecycle(connectionId: string, event: LifecycleEvent): Promise<LifecycleState>;
+  /** Asks the worker-pool crypto actor (hashing, attestation header encoding). */
+  crypto<T>(type: string, body: unknown): Promise<T>;
   request<M extends ServerRequestMethod>(
     connectionId: string,
     method: M,

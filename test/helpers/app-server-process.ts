@@ -101,7 +101,11 @@ class Inbox {
 
   constructor(private readonly context: () => string) {}
 
+  /** Sees every message as it arrives, before any read (e.g. to answer server requests at once). */
+  tap: ((m: RpcMessage) => void) | undefined;
+
   push(m: RpcMessage): void {
+    this.tap?.(m);
     this.queue.push(m);
     this.all.push(m);
     this.wake();
@@ -192,6 +196,16 @@ abstract class RpcPeer {
 
   /** Sends one serialized message over the peer's transport (a line, a frame). */
   protected abstract sendMessageText(text: string): Promise<void>;
+
+  /** Calls `fn` with every message as it arrives (still queued for reads); undefined stops it. */
+  onMessage(fn: ((m: RpcMessage) => void) | undefined): void {
+    this.inbox.tap = fn;
+  }
+
+  /** Answers a server->client request (`{id, result}` or `{id, error}`). */
+  async answer(id: RpcId, outcome: { result: unknown } | { error: RpcError }): Promise<void> {
+    await this.sendMessageText(JSON.stringify({ id, ...outcome }));
+  }
 
   /** Writes a request without waiting for the answer; returns its id. */
   async sendRequest(method: string, params?: unknown, id: RpcId = this.nextId++): Promise<RpcId> {

@@ -190,6 +190,10 @@ function relayHarness(t: T, base: string, auth: AuthSource, settings: Partial<Ga
     },
     broadcast: () => Promise.resolve(),
     setAuthenticated: () => Promise.resolve(),
+    // No connection here says requestAttestation, so nothing is attested.
+    session: () => undefined,
+    lifecycle: () => Promise.reject(new Error('unused')),
+    crypto: () => Promise.reject(new Error('unused')),
     request: () => Promise.reject(new Error('unused')),
     userAgent: (name, version) => `${name}/0.169.0 (Test 1; x86_64) test (${name}; ${version})`,
     originator: (name) => name,

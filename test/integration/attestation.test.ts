@@ -1,0 +1,221 @@
+/**
+ * Attestation through the built CLI against the local backend (spec D): which client is asked,
+ * the `x-oai-attestation` envelope on every scoped request for each client behaviour, no header
+ * on unscoped requests, for clients that did not opt in, or under API-key auth.
+ */
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import {
+  startLocalBackend,
+  type LocalBackend,
+  type RecordedRequest,
+} from '../../src/backend/local-backend.js';
+import { chatgptClaims, mintJwt } from '../../src/backend/tokens.js';
+import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
+
+let backend: LocalBackend;
+
+before(async () => {
+  backend = await startLocalBackend({ port: 0 });
+});
+beforeEach(() => {
+  backend.faults.clear();
+  backend.requests.length = 0;
+});
+after(async () => {
+  await TestClient.disposeAll();
+  await backend.close();
+});
+
+type T = { after(fn: () => Promise<void>): void };
+
+/** How the test client answers `attestation/generate`. */
+type Behaviour = (client: TestClient, request: RpcMessage, n: number) => void;
+
+const answers = {
+  token: (client, request, n) => void client.answer(request.id!, { result: { token: `v1.token-${n}` } }),
+  error: (client, request) =>
+    void client.answer(request.id!, { error: { code: -32000, message: 'no attestation today' } }),
+  nonString: (client, request) => void client.answer(request.id!, { result: { token: 5 } }),
+  noToken: (client, request) => void client.answer(request.id!, { result: {} }),
+  huge: (client, request) => void client.answer(request.id!, { result: { token: 'h'.repeat(100_000) } }),
+  nonAscii: (client, request) => void client.answer(request.id!, { result: { token: 'jeton-é' } }),
+  late: (client, request) => {
+    setTimeout(() => void client.answer(request.id!, { result: { token: 'too-late' } }), 400);
+  },
+  never: () => {},
+} satisfies Record<string, Behaviour>;
+
+function token(): string {
+  return mintJwt(
+    chatgptClaims({
+      email: 'dev@example.com',
+      accountId: 'acct-1',
+      userId: 'user-1',
+      planType: 'plus',
+      expiresInSec: 3600,
+    }),
+  );
+}
+
+/** A client logged in with host tokens that answers attestation requests with `behaviour`. */
+async function client(
+  t: T,
+  opts: { behaviour?: Behaviour; capable?: boolean; args?: string[]; apiKey?: boolean } = {},
+): Promise<{ client: TestClient; asked: RpcMessage[] }> {
+  const c = TestClient.spawn({
+    args: [
+      '-c',
+      `chatgpt_base_url=${backend.chatgptBaseUrl}`,
+      '-c',
+      `openai_base_url=${backend.chatgptBaseUrl}/codex`,
+      '-c',
+      'gatehouse.retry_base_delay_ms=5',
+      ...(opts.args ?? []),
+    ],
+    env: { CODEX_CA_CERTIFICATE: backend.caCertPath },
+    readTimeoutMs: 10_000,
+  });
+  t.after(() => c.dispose());
+  const asked: RpcMessage[] = [];
+  c.onMessage((m) => {
+    if (m.method !== 'attestation/generate') return;
+    asked.push(m);
+    (opts.behaviour ?? answers.token)(c, m, asked.length);
+  });
+  await c.initialize({ experimentalApi: true, requestAttestation: opts.capable ?? true });
+  if (opts.apiKey) {
+    await c.request('account/login/start', { type: 'apiKey', apiKey: 'sk-attest-test' });
+  } else {
+    await c.request('account/login/start', {
+      type: 'chatgptAuthTokens',
+      accessToken: token(),
+      chatgptAccountId: 'acct-1',
+    });
+  }
+  await c.readUntilNotification('account/updated');
+  return { client: c, asked };
+}
+
+/** thread/start (which opens the WebSocket: the prewarm) and one text turn to its end. */
+async function turn(c: TestClient, text = 'attest me'): Promise<{ threadId: string; status: string }> {
+  const thread = await c.request('thread/start', {});
+  const threadId = (thread.result as { thread: { id: string } }).thread.id;
+  const started = await c.request('turn/start', { threadId, input: [{ type: 'text', text }] });
+  const turnId = (started.result as { turn: { id: string } }).turn.id;
+  const done = await c.readUntil(
+    (m) => m.method === 'turn/completed' && (m.params as { turn: { id: string } }).turn.id === turnId,
+    `turn/completed for ${turnId}`,
+  );
+  return { threadId, status: (done.params as { turn: { status: string } }).turn.status };
+}
+
+const ATTESTATION = 'x-oai-attestation';
+const routed = (route: string) => backend.requests.filter((r) => r.route === route);
+const envelope = (r: RecordedRequest) => {
+  const value = r.headers[ATTESTATION];
+  return value === undefined
+    ? undefined
+    : (JSON.parse(String(value)) as { v: number; s: number; t?: string });
+};
+
+describe('a capable client, ChatGPT auth: every scoped request carries a fresh envelope', () => {
+  test('WebSocket: the handshake asks once; a second turn on the open socket asks nothing', async (t) => {
+    const { client: c, asked } = await client(t);
+    const { threadId, status } = await turn(c);
+    assert.equal(status, 'completed');
+    const started = await c.request('turn/start', { threadId, input: [{ type: 'text', text: 'again' }] });
+    assert.equal(started.error, undefined);
+    await c.readUntilNotification('turn/completed');
+    const handshakes = routed('responses.ws');
+    assert.equal(handshakes.length, 1);
+    assert.deepEqual(envelope(handshakes[0]!), { v: 1, s: 0, t: 'v1.token-1' });
+    assert.equal(
+      handshakes[0]!.headers[ATTESTATION],
+      '{"v":1,"s":0,"t":"v1.token-1"}',
+      'compact, in this key order',
+    );
+    assert.equal(asked.length, 1, 'one handshake, one request');
+    assert.deepEqual(asked[0]!.params, {});
+  });
+
+  test('HTTP after the WebSocket fails: each handshake attempt and each POST asks again (no caching)', async (t) => {
+    backend.faults.add({ route: 'responses.ws', action: { kind: 'status', status: 503 }, times: -1 });
+    backend.faults.add({ route: 'responses.http', action: { kind: 'status', status: 503 }, times: 1 });
+    const { client: c, asked } = await client(t, { args: ['-c', 'gatehouse.stream_max_retries=1'] });
+    const { status } = await turn(c);
+    assert.equal(status, 'completed');
+    const scoped = backend.requests.filter((r) => r.route === 'responses.ws' || r.route === 'responses.http');
+    // prewarm + first attempt + 1 retry over WebSocket, then a failed POST and its retry.
+    assert.deepEqual(
+      scoped.map((r) => r.route),
+      ['responses.ws', 'responses.ws', 'responses.ws', 'responses.http', 'responses.http'],
+    );
+    assert.deepEqual(
+      scoped.map((r) => envelope(r)?.t),
+      scoped.map((_, i) => `v1.token-${i + 1}`),
+      'each request carries the answer to its own attestation request',
+    );
+    assert.equal(asked.length, scoped.length);
+  });
+});
+
+describe('each client behaviour gets its status; the request still goes out and the turn completes', () => {
+  const cases: [name: keyof typeof answers, expected: { v: number; s: number; t?: string } | undefined][] = [
+    ['error', { v: 1, s: 2 }],
+    ['nonString', { v: 1, s: 4 }],
+    ['noToken', { v: 1, s: 4 }],
+    ['huge', { v: 1, s: 4 }],
+    ['late', { v: 1, s: 1 }],
+    ['never', { v: 1, s: 1 }],
+    // Not a legal header value once encoded: the header is left out (spec D.3).
+    ['nonAscii', undefined],
+  ];
+  for (const [name, expected] of cases) {
+    test(`${name}: ${expected ? JSON.stringify(expected) : 'no header'}`, async (t) => {
+      const { client: c, asked } = await client(t, { behaviour: answers[name] });
+      const { status } = await turn(c);
+      assert.equal(status, 'completed');
+      const [handshake] = routed('responses.ws');
+      assert.ok(handshake, 'the handshake went out');
+      assert.deepEqual(envelope(handshake), expected);
+      assert.equal(asked.length, 1);
+      if (name === 'late') {
+        // The late answer is ignored: logged, no reply, and the server goes on serving.
+        await c.waitForStderr('could not find callback');
+        assert.equal((await c.request('account/read', {})).error, undefined);
+      }
+      const log = c.logRecords.map((r) => JSON.stringify(r)).join('\n');
+      assert.ok(!log.includes('h'.repeat(64)) && !log.includes('jeton'), 'no token in the log');
+    });
+  }
+});
+
+describe('no attestation request and no header', () => {
+  test('a client that did not say requestAttestation', async (t) => {
+    const { client: c, asked } = await client(t, { capable: false });
+    assert.equal((await turn(c)).status, 'completed');
+    assert.equal(asked.length, 0);
+    assert.equal(routed('responses.ws')[0]!.headers[ATTESTATION], undefined);
+  });
+
+  test('API-key auth, even for a capable client', async (t) => {
+    const { client: c, asked } = await client(t, { apiKey: true });
+    assert.equal((await turn(c)).status, 'completed');
+    assert.equal(asked.length, 0);
+    const posts = routed('responses.http');
+    assert.equal(posts.length, 1);
+    assert.equal(posts[0]!.headers[ATTESTATION], undefined);
+  });
+
+  test('unscoped endpoints: workspace discovery and the config bundle never carry it', async (t) => {
+    const { client: c, asked } = await client(t);
+    assert.equal((await c.request('account/read', {})).error, undefined);
+    const unscoped = backend.requests.filter(
+      (r) => r.route === 'accounts.check' || r.route === 'config.bundle',
+    );
+    assert.ok(unscoped.length >= 1);
+    for (const r of unscoped) assert.equal(r.headers[ATTESTATION], undefined, r.route);
+    assert.equal(asked.length, 0, 'nothing scoped went out yet');
+  });
+});
