@@ -62,7 +62,7 @@ function token(): string {
 async function client(
   t: T,
   opts: { behaviour?: Behaviour; capable?: boolean; args?: string[]; apiKey?: boolean } = {},
-): Promise<{ client: TestClient; asked: RpcMessage[] }> {
+): Promise<{ client: TestClient; asked: RpcMessage[]; refreshed: string[]; accessToken: string }> {
   const c = TestClient.spawn({
     args: [
       '-c',
@@ -78,23 +78,32 @@ async function client(
   });
   t.after(() => c.dispose());
   const asked: RpcMessage[] = [];
+  const refreshed: string[] = [];
   c.onMessage((m) => {
+    // A host that owns its tokens answers refresh requests at once with new ones.
+    if (m.method === 'account/chatgptAuthTokens/refresh') {
+      const accessToken = token();
+      refreshed.push(accessToken);
+      void c.answer(m.id!, { result: { accessToken, chatgptAccountId: 'acct-1', chatgptPlanType: null } });
+      return;
+    }
     if (m.method !== 'attestation/generate') return;
     asked.push(m);
     (opts.behaviour ?? answers.token)(c, m, asked.length);
   });
   await c.initialize({ experimentalApi: true, requestAttestation: opts.capable ?? true });
+  const accessToken = token();
   if (opts.apiKey) {
     await c.request('account/login/start', { type: 'apiKey', apiKey: 'sk-attest-test' });
   } else {
     await c.request('account/login/start', {
       type: 'chatgptAuthTokens',
-      accessToken: token(),
+      accessToken,
       chatgptAccountId: 'acct-1',
     });
   }
   await c.readUntilNotification('account/updated');
-  return { client: c, asked };
+  return { client: c, asked, refreshed, accessToken };
 }
 
 /** thread/start (which opens the WebSocket: the prewarm) and one text turn to its end. */
@@ -160,6 +169,23 @@ describe('a capable client, ChatGPT auth: every scoped request carries a fresh e
   });
 });
 
+test('racing a token refresh: the 401 handshake and its retry each carry their own envelope', async (t) => {
+  const { client: c, asked, refreshed, accessToken } = await client(t);
+  backend.revokeBearer(accessToken);
+  const { status } = await turn(c);
+  assert.equal(status, 'completed');
+  assert.equal(refreshed.length, 1);
+  const handshakes = routed('responses.ws');
+  assert.deepEqual(
+    handshakes.map((h) => [h.status, h.headers.authorization, envelope(h)]),
+    [
+      [401, `Bearer ${accessToken}`, { v: 1, s: 0, t: 'v1.token-1' }],
+      [101, `Bearer ${refreshed[0]}`, { v: 1, s: 0, t: 'v1.token-2' }],
+    ],
+  );
+  assert.equal(asked.length, 2);
+});
+
 describe('each client behaviour gets its status; the request still goes out and the turn completes', () => {
   const cases: [name: keyof typeof answers, expected: { v: number; s: number; t?: string } | undefined][] = [
     ['error', { v: 1, s: 2 }],
@@ -217,5 +243,50 @@ describe('no attestation request and no header', () => {
     assert.ok(unscoped.length >= 1);
     for (const r of unscoped) assert.equal(r.headers[ATTESTATION], undefined, r.route);
     assert.equal(asked.length, 0, 'nothing scoped went out yet');
+  });
+});
+
+describe('compaction and realtime call creation (spec D.1)', () => {
+  test('compaction on the open WebSocket adds no request; over HTTP each POST asks again', async (t) => {
+    const { client: c, asked } = await client(t);
+    const { threadId } = await turn(c);
+    assert.equal(asked.length, 1, 'the turn handshake');
+    const compacted = await c.request('thread/compact/start', { threadId });
+    assert.deepEqual(compacted.result, {});
+    await c.readUntilNotification('turn/completed');
+    assert.equal(asked.length, 1, 'a response.create frame on the open socket is not a new scoped request');
+    assert.equal(routed('responses.ws.create').length, 2);
+
+    // The WebSocket refused from now on: the next compaction falls back to a scoped POST.
+    const http = await client(t, { args: ['-c', 'gatehouse.stream_max_retries=0'] });
+    backend.faults.add({ route: 'responses.ws', action: { kind: 'status', status: 503 }, times: -1 });
+    const before = routed('responses.http').length;
+    const fresh = await http.client.request('thread/start', {});
+    const freshId = (fresh.result as { thread: { id: string } }).thread.id;
+    await http.client.request('thread/compact/start', { threadId: freshId });
+    await http.client.readUntilNotification('turn/completed');
+    const posts = routed('responses.http').slice(before);
+    assert.equal(posts.length, 1);
+    assert.equal(envelope(posts[0]!)?.s, 0);
+    assert.equal(envelope(posts[0]!)?.t, `v1.token-${http.asked.length}`);
+  });
+
+  test('realtime call creation carries a fresh envelope', async (t) => {
+    const { client: c, asked } = await client(t);
+    const thread = await c.request('thread/start', {});
+    const threadId = (thread.result as { thread: { id: string } }).thread.id;
+    const reply = await c.request('thread/realtime/start', {
+      threadId,
+      outputModality: 'audio',
+      prompt: 'Hello.',
+      transport: { type: 'webrtc', sdp: 'v=0\r\n' },
+      voice: 'marin',
+    });
+    assert.deepEqual(reply.result, {});
+    await c.readUntilNotification('thread/realtime/closed');
+    const [call] = routed('realtime.calls');
+    assert.ok(call, 'the call was created');
+    assert.deepEqual(envelope(call), { v: 1, s: 0, t: `v1.token-${asked.length}` });
+    assert.equal(asked.length, 1);
   });
 });
