@@ -13,6 +13,7 @@ import type { OAuthIssuer } from './oauth-issuer.js';
 import { headerRecord, recordRequest, type RecordedRequest } from './request-log.js';
 import type { RouteName, UNMATCHED_ROUTE } from './routes.js';
 import type { ChatgptUser } from './tokens.js';
+import { ATTESTATION_HEADER, checkAttestationHeader } from './attestation-check.js';
 
 export interface BackendState {
   readonly log: Logger;
@@ -35,11 +36,14 @@ export function noteRequest(
   entry: Omit<RecordedRequest, 'at' | 'headers'> & { headers: IncomingMessage['headers'] },
 ): void {
   const { body, ...rest } = entry;
+  const headers = headerRecord(entry.headers);
+  const attestation = headers[ATTESTATION_HEADER];
   recordRequest(state.requests, {
     at: Date.now(),
     ...rest,
-    headers: headerRecord(entry.headers),
+    headers,
     ...(state.recordBodies && body !== undefined ? { body } : {}),
+    ...(attestation === undefined ? {} : { attestation: checkAttestationHeader(attestation) }),
   });
   state.log.debug(
     { route: entry.route, method: entry.method, status: entry.status },

@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RouteName, UNMATCHED_ROUTE } from './routes.js';
+import type { AttestationCheck } from './attestation-check.js';
 
 export const MAX_RECORDED_REQUESTS = 10_000;
 
@@ -30,6 +31,8 @@ export interface RecordedRequest {
    * it is not JSON). Absent otherwise, and for every other route.
    */
   body?: unknown;
+  /** The backend's reading of the `x-oai-attestation` header, when the request carried one. */
+  attestation?: AttestationCheck;
 }
 
 /**

@@ -121,11 +121,15 @@ async function turn(c: TestClient, text = 'attest me'): Promise<{ threadId: stri
 
 const ATTESTATION = 'x-oai-attestation';
 const routed = (route: string) => backend.requests.filter((r) => r.route === route);
+/** The envelope a request carried, after the local backend's own check found it well formed. */
 const envelope = (r: RecordedRequest) => {
   const value = r.headers[ATTESTATION];
-  return value === undefined
-    ? undefined
-    : (JSON.parse(String(value)) as { v: number; s: number; t?: string });
+  if (value === undefined) {
+    assert.equal(r.attestation, undefined);
+    return undefined;
+  }
+  assert.equal(r.attestation?.ok, true, JSON.stringify(r.attestation));
+  return JSON.parse(value) as { v: number; s: number; t?: string };
 };
 
 describe('a capable client, ChatGPT auth: every scoped request carries a fresh envelope', () => {

@@ -25,6 +25,7 @@ import {
   attestationBehaviour,
 } from '../../actors/attestation/attestation.actor.js';
 import type { ScopedRequest } from '../../src/upstream/scoped-request.js';
+import { checkAttestationHeader } from '../../src/backend/attestation-check.js';
 import { Writable } from 'node:stream';
 
 describe('the header value (spec D.3)', () => {
@@ -75,6 +76,38 @@ describe('the header value (spec D.3)', () => {
       broker.crypto('attestationHeader', { status: 0, token: 5 }),
       /attestation token must be a string/,
     );
+  });
+});
+
+describe("the local backend's check of the header", () => {
+  test('well-formed envelopes, and what each malformed one is told', () => {
+    assert.deepEqual(checkAttestationHeader('{"v":1,"s":0,"t":"v1.x"}'), {
+      ok: true,
+      status: 0,
+      token: 'v1.x',
+    });
+    assert.deepEqual(checkAttestationHeader('{"v":1,"s":3}'), { ok: true, status: 3 });
+    const refused: [string, string][] = [
+      ['v1.raw-token', 'not JSON'],
+      ['[1]', 'not a JSON object'],
+      ['{"v":2,"s":0,"t":"x"}', 'v is 2, expected 1'],
+      ['{"v":1,"s":5}', 's is 5, expected 0..4'],
+      ['{"v":1,"s":0}', 'status 0 without a string token'],
+      ['{"v":1,"s":1,"t":"x"}', 'status 1 with a token'],
+      ['{"v":1,"s":1,"x":true}', 'unexpected members: x'],
+      ['{"s":1,"v":1}', 'not compact JSON in the order v, s, t'],
+      ['{"v":1, "s":1}', 'not compact JSON in the order v, s, t'],
+    ];
+    for (const [value, reason] of refused)
+      assert.deepEqual(checkAttestationHeader(value), { ok: false, reason }, value);
+  });
+
+  test('agrees with the encoder on every status', () => {
+    for (const status of Object.values(AttestationStatus)) {
+      const value = attestationHeaderValue(status, 'v1.tok')!;
+      const check = checkAttestationHeader(value);
+      assert.ok(check.ok && check.status === status, value);
+    }
   });
 });
 
