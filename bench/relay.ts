@@ -10,6 +10,9 @@
  *     revoked the current token: the handshake gets a 401, Gatehouse asks the host with
  *     `account/chatgptAuthTokens/refresh`, the host answers at once with a new token, and the
  *     handshake is retried. The cost is the median difference.
+ *  3. The cost of attestation per outbound request: turns on new threads (one scoped handshake
+ *     each) from a client that said `requestAttestation` and answers `attestation/generate` at
+ *     once, against the same turns from a client that did not, alternating.
  *
  * The backend streams with no delay, so the figures are the relay's own overhead.
  */
@@ -52,7 +55,18 @@ export interface RelayReport {
     /** Refresh requests seen by the host: one per refreshed sample, or the run fails. */
     refreshRequests: number;
   };
-  ratios: { gatehouseTurnsPerSecOverDirect: number; refreshCostOverPlainTurn: number };
+  attestation: {
+    plainTurnMs: number;
+    attestedTurnMs: number;
+    costMs: number;
+    /** Attestation requests answered: one per attested sample, or the run fails. */
+    attestationRequests: number;
+  };
+  ratios: {
+    gatehouseTurnsPerSecOverDirect: number;
+    refreshCostOverPlainTurn: number;
+    attestedTurnOverPlainTurn: number;
+  };
   /** Reconnects and fallbacks Gatehouse announced during the run (`error` with willRetry, `warning`). */
   retries: { count: number; first: string | null };
 }
@@ -73,6 +87,7 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayRe
   const codexHome = mkdtempSync(join(tmpdir(), 'gatehouse-bench-relay-'));
   const backend = await startLocalBackend({ port: 0, responseDelayMs: 0 });
   let client: RpcClient | undefined;
+  let attesting: RpcClient | undefined;
   try {
     client = await startGatehouse(backend, codexHome, options.nodeArgs);
     options.progress(`relay warm-up: ${options.threads} threads x 2 turns, each path`);
@@ -91,6 +106,10 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayRe
       `refresh: ${options.refreshSamples} turns on new threads, alternately after a revocation`,
     );
     const refresh = await refreshCost(backend, client, options.refreshSamples);
+    options.progress(`attestation: ${options.refreshSamples} turns on new threads each, with and without`);
+    attesting = await startGatehouse(backend, codexHome, options.nodeArgs, { requestAttestation: true });
+    const attestation = await attestationCost(backend, client, attesting, options.refreshSamples);
+    await attesting.close();
     await client.close();
     const retries = { count: client.retries.length, first: client.retries[0] ?? null };
     const summary = (rounds: TurnLoad[]) => ({
@@ -108,14 +127,17 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayRe
       direct: directSummary,
       gatehouse: gatehouseSummary,
       refresh,
+      attestation,
       ratios: {
         gatehouseTurnsPerSecOverDirect: gatehouseSummary.turnsPerSec / directSummary.turnsPerSec,
         refreshCostOverPlainTurn: refresh.costMs / refresh.plainTurnMs,
+        attestedTurnOverPlainTurn: attestation.attestedTurnMs / attestation.plainTurnMs,
       },
       retries,
     };
   } finally {
     client?.kill();
+    attesting?.kill();
     await backend.close();
     rmSync(codexHome, { recursive: true, force: true });
   }
@@ -243,6 +265,42 @@ async function refreshCost(
   return { plainTurnMs, refreshedTurnMs, costMs: refreshedTurnMs - plainTurnMs, refreshRequests };
 }
 
+async function attestationCost(
+  backend: LocalBackend,
+  plainClient: RpcClient,
+  attestingClient: RpcClient,
+  samples: number,
+): Promise<RelayReport['attestation']> {
+  const plain: number[] = [];
+  const attested: number[] = [];
+  const before = attestingClient.attestationRequests;
+  const checkedBefore = attestedHandshakes(backend);
+  for (let i = 0; i < samples * 2; i++) {
+    const c = i % 2 === 0 ? plainClient : attestingClient;
+    const threadId = await c.startThread();
+    const start = performance.now();
+    await c.turn(threadId);
+    (c === attestingClient ? attested : plain).push(performance.now() - start);
+  }
+  const attestationRequests = attestingClient.attestationRequests - before;
+  const carried = attestedHandshakes(backend) - checkedBefore;
+  if (attestationRequests !== samples || carried !== samples) {
+    throw new Error(
+      `attestation bench: ${attestationRequests} requests and ${carried} attested handshakes for ${samples} turns`,
+    );
+  }
+  const plainTurnMs = median(plain);
+  const attestedTurnMs = median(attested);
+  return { plainTurnMs, attestedTurnMs, costMs: attestedTurnMs - plainTurnMs, attestationRequests };
+}
+
+/** Handshakes the backend saw with a well-formed status-0 envelope. */
+function attestedHandshakes(backend: LocalBackend): number {
+  return backend.requests.filter(
+    (r) => r.route === 'responses.ws' && r.attestation?.ok === true && r.attestation.status === 0,
+  ).length;
+}
+
 // ---------------------------------------------------------------------------------------------
 // A host over stdio: answers refresh requests at once with a new token, checks every turn.
 
@@ -258,6 +316,7 @@ async function startGatehouse(
   backend: LocalBackend,
   codexHome: string,
   nodeArgs: string[],
+  capabilities: { requestAttestation?: boolean } = {},
 ): Promise<RpcClient> {
   const child = new LineChild({
     label: 'gatehouse (relay)',
@@ -272,7 +331,7 @@ async function startGatehouse(
   const client = new RpcClient(child);
   await client.call('initialize', {
     clientInfo: { name: 'bench', version: '1' },
-    capabilities: { experimentalApi: true },
+    capabilities: { experimentalApi: true, ...capabilities },
   });
   await client.call('account/login/start', {
     type: 'chatgptAuthTokens',
@@ -286,6 +345,7 @@ class RpcClient {
   /** The access token the host last handed to Gatehouse. */
   token = freshToken();
   refreshRequests = 0;
+  attestationRequests = 0;
   /** `error` notifications with `willRetry` and `warning`s: a clean run has none. */
   readonly retries: string[] = [];
   private nextId = 1;
@@ -342,6 +402,13 @@ class RpcClient {
       this.token = freshToken();
       const result = { accessToken: this.token, chatgptAccountId: IDENTITY.accountId, chatgptPlanType: null };
       this.child.write(`${JSON.stringify({ id: m.id, result })}\n`);
+      return;
+    }
+    if (m.method === 'attestation/generate' && m.id !== undefined) {
+      this.attestationRequests++;
+      this.child.write(
+        `${JSON.stringify({ id: m.id, result: { token: `v1.bench-${this.attestationRequests}` } })}\n`,
+      );
       return;
     }
     if (m.method === undefined && m.id !== undefined) {

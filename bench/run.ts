@@ -8,7 +8,8 @@
  *     (in-process connections to an embedded broker).
  *  4. The ratios between them.
  *  5. The Responses relay against the local backend (`relay.ts`): turn throughput against turns
- *     sent straight to the backend, and the cost of a 401 -> refresh -> retry round trip.
+ *     sent straight to the backend, the cost of a 401 -> refresh -> retry round trip, and the
+ *     latency attestation adds to an outbound request.
  *
  * Every answer is correlated by id and checked; any mismatch fails the run with exit code 1.
  * Medians of BENCH_ROUNDS rounds after a warm-up; figures also go to bench-results/stdio.json.
@@ -16,7 +17,8 @@
  * Environment: BENCH_N (pipelined requests, 100000), BENCH_ROUNDS (3), BENCH_IN_FLIGHT (1000),
  * BENCH_RTT_N (5000), BENCH_COLD (spawns per round, 10), BENCH_WARM (in-process handshakes, 2000),
  * BENCH_CPU_PROF (a directory: profile the gatehouse children of the request rounds and of the relay with --cpu-prof),
- * BENCH_RELAY_THREADS (16), BENCH_RELAY_TURNS (turns per thread, 25), BENCH_REFRESH (samples, 30),
+ * BENCH_RELAY_THREADS (16), BENCH_RELAY_TURNS (turns per thread, 25), BENCH_REFRESH (samples of
+ * the refresh and of the attestation comparisons, 30),
  * BENCH_ONLY (`stdio` or `relay`: run one part).
  */
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -225,6 +227,12 @@ async function relayBench(): Promise<void> {
     row(['  same, after a revocation (401, refresh, retry)', ms(refresh.refreshedTurnMs)], [44, 11]),
   );
   console.log(row(['  cost of the refresh round trip', ms(refresh.costMs)], [44, 11]));
+  const { attestation } = report;
+  console.log('');
+  console.log(row([`Attestation per outbound request (median of ${REFRESH_SAMPLES})`, 'ms'], [44, 11]));
+  console.log(row(['  turn on a new thread, client not capable', ms(attestation.plainTurnMs)], [44, 11]));
+  console.log(row(['  same, capable client answering at once', ms(attestation.attestedTurnMs)], [44, 11]));
+  console.log(row(['  added latency of attestation', ms(attestation.costMs)], [44, 11]));
   console.log('');
   console.log(
     row(
@@ -238,6 +246,9 @@ async function relayBench(): Promise<void> {
     );
   }
   console.log(row(['  refresh cost / plain turn', ratio(report.ratios.refreshCostOverPlainTurn)], [44, 11]));
+  console.log(
+    row(['  attested turn / plain turn', ratio(report.ratios.attestedTurnOverPlainTurn)], [44, 11]),
+  );
   mkdirSync(resultsDir, { recursive: true });
   const file = join(resultsDir, 'relay.json');
   writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), ...report }, null, 2) + '\n');
