@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { createBroker, type Broker, type InProcessClient, type LifecycleState } from '../../src/index.js';
 import { startLocalBackend, type LocalBackend } from '../../src/backend/local-backend.js';
-import { chatgptClaims, mintJwt } from '../../src/backend/tokens.js';
+import { chatgptToken } from '../helpers/local-backend.js';
 import { silentLogger } from '../../src/util/logger.js';
 
 type Message = {
@@ -89,17 +89,6 @@ async function startTurn(c: ReturnType<typeof connect>): Promise<string> {
   return threadId;
 }
 
-const token = () =>
-  mintJwt(
-    chatgptClaims({
-      email: 'dev@example.com',
-      accountId: 'acct-1',
-      userId: 'user-1',
-      planType: 'plus',
-      expiresInSec: 3600,
-    }),
-  );
-
 const initialize = {
   clientInfo: { name: 'host', version: '1' },
   capabilities: { experimentalApi: true, requestAttestation: true },
@@ -113,7 +102,7 @@ test('a client that answers moves to attested, and the host sees each state chan
   await c.request('initialize', initialize);
   await c.request('account/login/start', {
     type: 'chatgptAuthTokens',
-    accessToken: token(),
+    accessToken: chatgptToken(),
     chatgptAccountId: 'acct-1',
   });
   await c.until((m) => m.method === 'account/updated', 'account/updated');
@@ -141,7 +130,7 @@ test('many capable connections asked at once: each handshake carries its own cli
   for (const c of clients) await c.request('initialize', initialize);
   await clients[0]!.request('account/login/start', {
     type: 'chatgptAuthTokens',
-    accessToken: token(),
+    accessToken: chatgptToken(),
     chatgptAccountId: 'acct-1',
   });
   await clients[0]!.until((m) => m.method === 'account/updated', 'account/updated');
@@ -169,7 +158,7 @@ test('a client that disconnects while asked: its turn stops, and the broker serv
   await leaver.request('initialize', initialize);
   await leaver.request('account/login/start', {
     type: 'chatgptAuthTokens',
-    accessToken: token(),
+    accessToken: chatgptToken(),
     chatgptAccountId: 'acct-1',
   });
   await leaver.until((m) => m.method === 'account/updated', 'account/updated');

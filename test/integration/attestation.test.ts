@@ -4,28 +4,12 @@
  * on unscoped requests, for clients that did not opt in, or under API-key auth.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, test } from 'node:test';
-import {
-  startLocalBackend,
-  type LocalBackend,
-  type RecordedRequest,
-} from '../../src/backend/local-backend.js';
-import { chatgptClaims, mintJwt } from '../../src/backend/tokens.js';
+import { describe, test } from 'node:test';
+import type { RecordedRequest } from '../../src/backend/local-backend.js';
+import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
 import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
 
-let backend: LocalBackend;
-
-before(async () => {
-  backend = await startLocalBackend({ port: 0 });
-});
-beforeEach(() => {
-  backend.faults.clear();
-  backend.requests.length = 0;
-});
-after(async () => {
-  await TestClient.disposeAll();
-  await backend.close();
-});
+const backend = useLocalBackend();
 
 type T = { after(fn: () => Promise<void>): void };
 
@@ -45,18 +29,6 @@ const answers = {
   },
   never: () => {},
 } satisfies Record<string, Behaviour>;
-
-function token(): string {
-  return mintJwt(
-    chatgptClaims({
-      email: 'dev@example.com',
-      accountId: 'acct-1',
-      userId: 'user-1',
-      planType: 'plus',
-      expiresInSec: 3600,
-    }),
-  );
-}
 
 /** A client logged in with host tokens that answers attestation requests with `behaviour`. */
 async function client(
@@ -82,7 +54,7 @@ async function client(
   c.onMessage((m) => {
     // A host that owns its tokens answers refresh requests at once with new ones.
     if (m.method === 'account/chatgptAuthTokens/refresh') {
-      const accessToken = token();
+      const accessToken = chatgptToken();
       refreshed.push(accessToken);
       void c.answer(m.id!, { result: { accessToken, chatgptAccountId: 'acct-1', chatgptPlanType: null } });
       return;
@@ -92,7 +64,7 @@ async function client(
     (opts.behaviour ?? answers.token)(c, m, asked.length);
   });
   await c.initialize({ experimentalApi: true, requestAttestation: opts.capable ?? true });
-  const accessToken = token();
+  const accessToken = chatgptToken();
   if (opts.apiKey) {
     await c.request('account/login/start', { type: 'apiKey', apiKey: 'sk-attest-test' });
   } else {

@@ -7,26 +7,13 @@
  * unknown threads.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import { LOCAL_ANSWER_SDP } from '../../src/backend/handlers.js';
-import { startLocalBackend, type LocalBackend } from '../../src/backend/local-backend.js';
 import type { RecordedRequest } from '../../src/backend/request-log.js';
-import { chatgptClaims, mintJwt } from '../../src/backend/tokens.js';
+import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
 import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
 
-let backend: LocalBackend;
-
-before(async () => {
-  backend = await startLocalBackend({ port: 0, recordBodies: true });
-});
-beforeEach(() => {
-  backend.faults.clear();
-  backend.requests.length = 0;
-});
-after(async () => {
-  await TestClient.disposeAll();
-  await backend.close();
-});
+const backend = useLocalBackend({ recordBodies: true });
 
 type T = { after(fn: () => Promise<void>): void };
 
@@ -42,18 +29,6 @@ const developer = (text: string) => ({
   content: [{ type: 'input_text', text }],
 });
 const TRIGGER = { type: 'compaction_trigger' };
-
-function token(): string {
-  return mintJwt(
-    chatgptClaims({
-      email: 'dev@example.com',
-      accountId: 'acct-1',
-      userId: 'user-1',
-      planType: 'plus',
-      expiresInSec: 3600,
-    }),
-  );
-}
 
 function spawn(t: T, args: string[] = []): TestClient {
   const client = TestClient.spawn({
@@ -83,7 +58,11 @@ async function loggedIn(
     'account/login/start',
     opts.apiKey
       ? { type: 'apiKey', apiKey: 'sk-local-test' }
-      : { type: 'chatgptAuthTokens', accessToken: opts.accessToken ?? token(), chatgptAccountId: 'acct-1' },
+      : {
+          type: 'chatgptAuthTokens',
+          accessToken: opts.accessToken ?? chatgptToken(),
+          chatgptAccountId: 'acct-1',
+        },
   );
   assert.equal(login.error, undefined, JSON.stringify(login.error));
   await client.readUntilNotification('account/updated');
@@ -159,7 +138,7 @@ function assertCompactionNotes(threadId: string, notes: RpcMessage[]): string {
 }
 
 test('compaction over the open WebSocket: a response.create frame, no new handshake, the conversation replaced', async (t) => {
-  const access = token();
+  const access = chatgptToken();
   const client = await loggedIn(t, { accessToken: access });
   const threadId = await startThread(client, { developerInstructions: 'Be brief.' });
   assert.equal(await turn(client, threadId, 'first question'), 'Echo: first question');
@@ -200,7 +179,7 @@ test('compaction over the open WebSocket: a response.create frame, no new handsh
 });
 
 test('compaction over HTTP after the WebSocket is refused: bounded retries, fallback, a POST with the trigger', async (t) => {
-  const access = token();
+  const access = chatgptToken();
   const client = await loggedIn(t, { args: ['-c', 'gatehouse.stream_max_retries=1'], accessToken: access });
   backend.faults.add({ route: 'responses.ws', action: { kind: 'status', status: 503 }, times: -1 });
   const threadId = await startThread(client);
@@ -299,7 +278,7 @@ test('thread/compact/start while a turn runs is refused; the turn is not disturb
 });
 
 test('realtime WebRTC call creation under ChatGPT auth: the scoped POST, then codex notifications', async (t) => {
-  const access = token();
+  const access = chatgptToken();
   const client = await loggedIn(t, { accessToken: access });
   const threadId = await startThread(client);
   const offer = 'v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=offer\r\n';

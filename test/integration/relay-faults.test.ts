@@ -5,39 +5,15 @@
  * other requests and other connections while a turn waits for the host's refresh answer.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import { startLocalBackend, type LocalBackend } from '../../src/backend/local-backend.js';
-import { chatgptClaims, mintJwt } from '../../src/backend/tokens.js';
+import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
 import { TestClient, WsTestClient, type RpcMessage } from '../helpers/app-server-process.js';
 
 const REFRESH = 'account/chatgptAuthTokens/refresh';
 const NOT_LOGGED_IN = 'not logged in: log in with account/login/start first';
 
-let backend: LocalBackend;
-
-before(async () => {
-  backend = await startLocalBackend({ port: 0 });
-});
-beforeEach(() => {
-  backend.faults.clear();
-  backend.requests.length = 0;
-});
-after(async () => {
-  await TestClient.disposeAll();
-  await backend.close();
-});
-
-function token(expiresInSec = 3600): string {
-  return mintJwt(
-    chatgptClaims({
-      email: 'dev@example.com',
-      accountId: 'acct-1',
-      userId: 'user-1',
-      planType: 'plus',
-      expiresInSec,
-    }),
-  );
-}
+const backend = useLocalBackend();
 
 function serverArgs(on: LocalBackend, extra: string[] = []): string[] {
   return ['-c', `chatgpt_base_url=${on.chatgptBaseUrl}`, '-c', 'gatehouse.retry_base_delay_ms=5', ...extra];
@@ -51,7 +27,7 @@ async function loggedIn(
   t: { after(fn: () => Promise<void>): void },
   on: LocalBackend,
   args: string[] = [],
-  accessToken = token(),
+  accessToken = chatgptToken(),
 ): Promise<TestClient> {
   const client = TestClient.spawn({
     args: serverArgs(on, args),
@@ -129,7 +105,7 @@ test('a backend that refuses every fresh token: one refresh per attempt, a bound
       assert.deepEqual(m.params, { reason: 'unauthorized', previousAccountId: 'acct-1' });
       // A storm would never reach turn/completed: stop it here rather than answer forever.
       assert.ok(handedOut.length < 50, 'more than 50 refresh requests for one turn');
-      const fresh = token();
+      const fresh = chatgptToken();
       handedOut.push(fresh);
       await client.send({
         id: m.id,
@@ -253,7 +229,7 @@ test('account/logout while a turn streams: {} and account/updated, the turn ends
   assert.equal(refreshCount(client.messages), 0);
 
   // The broker keeps serving: a new login, and a turn that completes.
-  const fresh = token();
+  const fresh = chatgptToken();
   const login = await client.request('account/login/start', loginParams(fresh));
   assert.equal(login.error, undefined, JSON.stringify(login.error));
   const again = await startTurn(client, threadId, 'back again');
@@ -288,7 +264,7 @@ test('while a turn waits for the host to refresh, the same and other connections
   await a.initialize({ name: 'host_a', experimentalApi: true });
   await b.initialize({ name: 'client_b' });
 
-  const stale = token();
+  const stale = chatgptToken();
   const login = await a.request('account/login/start', loginParams(stale));
   assert.equal(login.error, undefined, JSON.stringify(login.error));
   // Revoked only once the login's workspace discovery is over (account/updated).
@@ -320,7 +296,7 @@ test('while a turn waits for the host to refresh, the same and other connections
   await a.sendText(
     JSON.stringify({
       id: refresh.id,
-      result: { accessToken: token(), chatgptAccountId: 'acct-1', chatgptPlanType: 'plus' },
+      result: { accessToken: chatgptToken(), chatgptAccountId: 'acct-1', chatgptPlanType: 'plus' },
     }),
   );
   const done = turnOf(await readUntil(a, (m) => m.method === 'turn/completed', 'turn/completed'));

@@ -4,41 +4,16 @@
  * concurrent turns), retries and the fallback to HTTP, a cut stream, 5xx, interrupts.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
-import { startLocalBackend, type LocalBackend } from '../../src/backend/local-backend.js';
-import { chatgptClaims, mintJwt } from '../../src/backend/tokens.js';
+import { test } from 'node:test';
+import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
 import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
 
-let backend: LocalBackend;
-
-before(async () => {
-  backend = await startLocalBackend({ port: 0 });
-});
-beforeEach(() => {
-  backend.faults.clear();
-  backend.requests.length = 0;
-});
-after(async () => {
-  await TestClient.disposeAll();
-  await backend.close();
-});
-
-function token(expiresInSec = 3600): string {
-  return mintJwt(
-    chatgptClaims({
-      email: 'dev@example.com',
-      accountId: 'acct-1',
-      userId: 'user-1',
-      planType: 'plus',
-      expiresInSec,
-    }),
-  );
-}
+const backend = useLocalBackend();
 
 async function loggedIn(
   t: { after(fn: () => Promise<void>): void },
   args: string[] = [],
-  accessToken = token(),
+  accessToken = chatgptToken(),
 ): Promise<TestClient> {
   const client = TestClient.spawn({
     args: [
@@ -85,7 +60,7 @@ function completedTurn(client: TestClient, turnId: string): Promise<RpcMessage> 
 }
 
 test('a text turn streams over the Responses WebSocket with codex headers', async (t) => {
-  const access = token();
+  const access = chatgptToken();
   const client = await loggedIn(t, [], access);
   const threadId = await startThread(client);
   const turnId = await startTurn(client, threadId, 'hello relay');
@@ -133,7 +108,7 @@ test('a text turn streams over the Responses WebSocket with codex headers', asyn
 });
 
 test('100 concurrent turns that all get a 401 cause exactly one refresh request', async (t) => {
-  const stale = token();
+  const stale = chatgptToken();
   const client = await loggedIn(t, [], stale);
   backend.revokeBearer(stale);
   // Every request goes out before any answer is read: the turns really run concurrently.
@@ -157,7 +132,7 @@ test('100 concurrent turns that all get a 401 cause exactly one refresh request'
     (await client.readUntil((m) => m.method === 'account/chatgptAuthTokens/refresh', 'refresh'));
   await client.send({
     id: refresh.id,
-    result: { accessToken: token(), chatgptAccountId: 'acct-1', chatgptPlanType: null },
+    result: { accessToken: chatgptToken(), chatgptAccountId: 'acct-1', chatgptPlanType: null },
   });
   const pending = new Set(turns);
   while (pending.size > 0) {
@@ -172,7 +147,7 @@ test('100 concurrent turns that all get a 401 cause exactly one refresh request'
 });
 
 test('a host that keeps failing the refresh: bounded retries, fallback to HTTP, the turn fails with the refresh text', async (t) => {
-  const stale = token();
+  const stale = chatgptToken();
   const client = await loggedIn(t, ['-c', 'gatehouse.stream_max_retries=1'], stale);
   backend.revokeBearer(stale);
   const threadId = await startThread(client);
