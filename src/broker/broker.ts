@@ -160,7 +160,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     };
     const secureContext = trustedContext(env);
     const backend: BackendClient = {
-      // One 401 loop and one CA list: credentialed calls go through the upstream actor.
+      // One 401 loop and one TLS trust: credentialed calls go through the upstream actor.
       getJson: (path, options) => upstreamGetJson(services, path, options),
       postForm: (url, form, options) => postForm(url, form, { ...options, secureContext }),
     };
