@@ -3,6 +3,7 @@
  * test, emptied of faults and recorded requests before each, closed (with every spawned client)
  * after the last. And the ChatGPT access token most tests log in with.
  */
+import assert from 'node:assert/strict';
 import { after, before, beforeEach } from 'node:test';
 import {
   startLocalBackend,
@@ -48,4 +49,48 @@ export function chatgptToken(overrides: Partial<ChatgptIdentity> = {}): string {
       ...overrides,
     }),
   );
+}
+
+/** `-c` arguments pointing Gatehouse at a local backend (both base URLs), with short retry delays. */
+export function backendArgs(on: LocalBackend, extra: string[] = []): string[] {
+  return [
+    '-c',
+    `chatgpt_base_url=${on.chatgptBaseUrl}`,
+    '-c',
+    `openai_base_url=${on.chatgptBaseUrl}/codex`,
+    '-c',
+    'gatehouse.retry_base_delay_ms=5',
+    ...extra,
+  ];
+}
+
+/** The built CLI pointed at `on`, trusting its CA; disposed when the test ends. */
+export function spawnAgainst(
+  t: { after(fn: () => Promise<void>): void },
+  on: LocalBackend,
+  extra: string[] = [],
+): TestClient {
+  const client = TestClient.spawn({
+    args: backendArgs(on, extra),
+    env: { CODEX_CA_CERTIFICATE: on.caCertPath },
+    readTimeoutMs: 10_000,
+  });
+  t.after(() => client.dispose());
+  return client;
+}
+
+export async function startThread(client: TestClient, params: Record<string, unknown> = {}): Promise<string> {
+  const reply = await client.request('thread/start', params);
+  return (reply.result as { thread: { id: string } }).thread.id;
+}
+
+/** Starts a text turn, checks it is in progress, and returns its id. */
+export async function startTurn(client: TestClient, threadId: string, text: string): Promise<string> {
+  const reply = await client.request('turn/start', { threadId, input: [{ type: 'text', text }] });
+  assert.equal(
+    (reply.result as { turn: { status: string } }).turn.status,
+    'inProgress',
+    JSON.stringify(reply),
+  );
+  return (reply.result as { turn: { id: string } }).turn.id;
 }

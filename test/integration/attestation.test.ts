@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { RecordedRequest } from '../../src/backend/local-backend.js';
-import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
+import { chatgptToken, spawnAgainst, useLocalBackend } from '../helpers/local-backend.js';
 import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
 
 const backend = useLocalBackend();
@@ -35,20 +35,7 @@ async function client(
   t: T,
   opts: { behaviour?: Behaviour; capable?: boolean; args?: string[]; apiKey?: boolean } = {},
 ): Promise<{ client: TestClient; asked: RpcMessage[]; refreshed: string[]; accessToken: string }> {
-  const c = TestClient.spawn({
-    args: [
-      '-c',
-      `chatgpt_base_url=${backend.chatgptBaseUrl}`,
-      '-c',
-      `openai_base_url=${backend.chatgptBaseUrl}/codex`,
-      '-c',
-      'gatehouse.retry_base_delay_ms=5',
-      ...(opts.args ?? []),
-    ],
-    env: { CODEX_CA_CERTIFICATE: backend.caCertPath },
-    readTimeoutMs: 10_000,
-  });
-  t.after(() => c.dispose());
+  const c = spawnAgainst(t, backend, opts.args);
   const asked: RpcMessage[] = [];
   const refreshed: string[] = [];
   c.onMessage((m) => {

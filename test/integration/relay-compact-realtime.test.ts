@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { LOCAL_ANSWER_SDP } from '../../src/backend/handlers.js';
 import type { RecordedRequest } from '../../src/backend/request-log.js';
-import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
+import { chatgptToken, spawnAgainst, startThread, useLocalBackend } from '../helpers/local-backend.js';
 import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
 
 const backend = useLocalBackend({ recordBodies: true });
@@ -30,29 +30,11 @@ const developer = (text: string) => ({
 });
 const TRIGGER = { type: 'compaction_trigger' };
 
-function spawn(t: T, args: string[] = []): TestClient {
-  const client = TestClient.spawn({
-    args: [
-      '-c',
-      `chatgpt_base_url=${backend.chatgptBaseUrl}`,
-      '-c',
-      `openai_base_url=${backend.chatgptBaseUrl}/codex`,
-      '-c',
-      'gatehouse.retry_base_delay_ms=5',
-      ...args,
-    ],
-    env: { CODEX_CA_CERTIFICATE: backend.caCertPath },
-    readTimeoutMs: 10_000,
-  });
-  t.after(() => client.dispose());
-  return client;
-}
-
 async function loggedIn(
   t: T,
   opts: { args?: string[]; experimentalApi?: boolean; apiKey?: boolean; accessToken?: string } = {},
 ): Promise<TestClient> {
-  const client = spawn(t, opts.args);
+  const client = spawnAgainst(t, backend, opts.args);
   await client.initialize({ experimentalApi: opts.experimentalApi ?? true });
   const login = await client.request(
     'account/login/start',
@@ -72,11 +54,6 @@ async function loggedIn(
 /** What left for the Responses and realtime endpoints (login traffic such as accounts/check aside). */
 const outbound = () =>
   backend.requests.filter((r) => r.route.startsWith('responses') || r.route === 'realtime.calls');
-
-async function startThread(client: TestClient, params: Record<string, unknown> = {}): Promise<string> {
-  const reply = await client.request('thread/start', params);
-  return (reply.result as { thread: { id: string } }).thread.id;
-}
 
 /** Runs a text turn to completion and returns its agent text. */
 async function turn(client: TestClient, threadId: string, text: string): Promise<string> {

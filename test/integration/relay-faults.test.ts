@@ -7,17 +7,20 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startLocalBackend, type LocalBackend } from '../../src/backend/local-backend.js';
-import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
+import {
+  backendArgs,
+  chatgptToken,
+  spawnAgainst,
+  startThread,
+  startTurn,
+  useLocalBackend,
+} from '../helpers/local-backend.js';
 import { TestClient, WsTestClient, type RpcMessage } from '../helpers/app-server-process.js';
 
 const REFRESH = 'account/chatgptAuthTokens/refresh';
 const NOT_LOGGED_IN = 'not logged in: log in with account/login/start first';
 
 const backend = useLocalBackend();
-
-function serverArgs(on: LocalBackend, extra: string[] = []): string[] {
-  return ['-c', `chatgpt_base_url=${on.chatgptBaseUrl}`, '-c', 'gatehouse.retry_base_delay_ms=5', ...extra];
-}
 
 function loginParams(accessToken: string) {
   return { type: 'chatgptAuthTokens', accessToken, chatgptAccountId: 'acct-1' };
@@ -29,32 +32,12 @@ async function loggedIn(
   args: string[] = [],
   accessToken = chatgptToken(),
 ): Promise<TestClient> {
-  const client = TestClient.spawn({
-    args: serverArgs(on, args),
-    env: { CODEX_CA_CERTIFICATE: on.caCertPath },
-    readTimeoutMs: 10_000,
-  });
-  t.after(() => client.dispose());
+  const client = spawnAgainst(t, on, args);
   await client.initialize({ experimentalApi: true });
   const login = await client.request('account/login/start', loginParams(accessToken));
   assert.equal(login.error, undefined, JSON.stringify(login.error));
   await client.readUntilNotification('account/updated');
   return client;
-}
-
-async function startThread(client: TestClient): Promise<string> {
-  const reply = await client.request('thread/start', {});
-  return (reply.result as { thread: { id: string } }).thread.id;
-}
-
-async function startTurn(client: TestClient, threadId: string, text: string): Promise<string> {
-  const reply = await client.request('turn/start', { threadId, input: [{ type: 'text', text }] });
-  assert.equal(
-    (reply.result as { turn: { status: string } }).turn.status,
-    'inProgress',
-    JSON.stringify(reply),
-  );
-  return (reply.result as { turn: { id: string } }).turn.id;
 }
 
 function isCompletedTurn(turnId: string): (m: RpcMessage) => boolean {
@@ -250,7 +233,7 @@ test('while a turn waits for the host to refresh, the same and other connections
       '--listen',
       'ws://127.0.0.1:0',
       // The refresh must not time out while the test holds it back.
-      ...serverArgs(backend, ['-c', 'gatehouse.chatgpt_auth_tokens_refresh_timeout_ms=120000']),
+      ...backendArgs(backend, ['-c', 'gatehouse.chatgpt_auth_tokens_refresh_timeout_ms=120000']),
     ],
     env: { CODEX_CA_CERTIFICATE: backend.caCertPath },
     readTimeoutMs: 10_000,

@@ -5,7 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
+import {
+  chatgptToken,
+  spawnAgainst,
+  startThread,
+  startTurn,
+  useLocalBackend,
+} from '../helpers/local-backend.js';
 import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
 
 const backend = useLocalBackend();
@@ -15,18 +21,7 @@ async function loggedIn(
   args: string[] = [],
   accessToken = chatgptToken(),
 ): Promise<TestClient> {
-  const client = TestClient.spawn({
-    args: [
-      '-c',
-      `chatgpt_base_url=${backend.chatgptBaseUrl}`,
-      '-c',
-      'gatehouse.retry_base_delay_ms=5',
-      ...args,
-    ],
-    env: { CODEX_CA_CERTIFICATE: backend.caCertPath },
-    readTimeoutMs: 10_000,
-  });
-  t.after(() => client.dispose());
+  const client = spawnAgainst(t, backend, args);
   await client.initialize({ experimentalApi: true });
   await client.request('account/login/start', {
     type: 'chatgptAuthTokens',
@@ -35,21 +30,6 @@ async function loggedIn(
   });
   await client.readUntilNotification('account/updated');
   return client;
-}
-
-async function startThread(client: TestClient): Promise<string> {
-  const reply = await client.request('thread/start', {});
-  return (reply.result as { thread: { id: string } }).thread.id;
-}
-
-async function startTurn(client: TestClient, threadId: string, text: string): Promise<string> {
-  const reply = await client.request('turn/start', { threadId, input: [{ type: 'text', text }] });
-  assert.equal(
-    (reply.result as { turn: { status: string } }).turn.status,
-    'inProgress',
-    JSON.stringify(reply),
-  );
-  return (reply.result as { turn: { id: string } }).turn.id;
 }
 
 function completedTurn(client: TestClient, turnId: string): Promise<RpcMessage> {
