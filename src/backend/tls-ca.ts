@@ -22,7 +22,7 @@ import {
   toPem,
   unsignedInteger,
   utf8String,
-} from './der.js';
+} from '../codec/der.js';
 
 export const CA_COMMON_NAME = 'Gatehouse local backend CA';
 

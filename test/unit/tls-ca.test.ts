@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { connect, createServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { namedBits, objectIdentifier, time, tlv, unsignedInteger } from '../../src/backend/der.js';
+import { namedBits, objectIdentifier, time, tlv, unsignedInteger } from '../../src/codec/der.js';
 import { CA_COMMON_NAME, createLocalCertificates, ipAddressBytes } from '../../src/backend/tls-ca.js';
 
 const hex = (b: Buffer) => b.toString('hex');

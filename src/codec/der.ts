@@ -1,5 +1,6 @@
 /**
- * A minimal DER (ITU-T X.690) encoder: exactly the ASN.1 types an X.509 v3 certificate needs.
+ * A minimal DER (ITU-T X.690) encoder: the ASN.1 types an X.509 v3 certificate and an ECDSA
+ * signature need.
  *
  * Written here rather than taken from a package because Node can sign but not build
  * certificates, the few types involved fit in a page, and the alternatives (a full ASN.1
