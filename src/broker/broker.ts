@@ -54,6 +54,7 @@ import type { AuthSource, UpstreamAuth } from '../upstream/auth-source.js';
 import { ANNOUNCE_STORED_LOGIN, AccountService } from '../account/account-service.js';
 import { accountInternalHandlers } from '../account/handlers.js';
 import { Relay } from '../relay/handlers.js';
+import { DeviceKeyService } from '../device-key/device-key-service.js';
 import { ServerInfo } from './server-info.js';
 import type { Transport } from '../transport/transport.js';
 import { InProcessClient, InProcessTransport } from '../transport/in-process-transport.js';
@@ -105,6 +106,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly handlers: HandlerTable;
   private readonly account: AccountService;
   private readonly relay: Relay;
+  /** The device-key methods and their key-store workers. */
+  readonly deviceKeys: DeviceKeyService;
   /** Whether credentials are installed: new connections start out authenticated then. */
   private authenticated = false;
   private readonly pool: Piscina;
@@ -142,7 +145,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       this.enqueueScoped('account-auth', method, params),
     );
     this.relay = new Relay(this.services);
-    this.handlers = createHandlers(this.account, this.relay);
+    this.deviceKeys = new DeviceKeyService(this.services);
+    this.handlers = createHandlers(this.account, this.relay, this.deviceKeys);
     this.spawnAccountActors();
     void this.enqueueScoped('account-auth', RESTORE_ACCOUNT, null).catch((e: unknown) =>
       this.log.error({ err: (e as Error).message }, 'could not restore the stored login'),

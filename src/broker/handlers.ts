@@ -10,6 +10,7 @@ import type { Session } from '../../actors/connection/connection.machine.js';
 import { accountHandlers } from '../account/handlers.js';
 import type { AccountService } from '../account/account-service.js';
 import type { Relay } from '../relay/handlers.js';
+import type { DeviceKeyService } from '../device-key/device-key-service.js';
 
 export type CallMethod = Exclude<ClientMethod, 'initialize'>;
 
@@ -31,10 +32,15 @@ export const mockHandlers = {
   'mock/experimentalMethod': (params) => ({ echoed: params?.value ?? null }),
 } satisfies Pick<HandlerTable, 'mock/experimentalMethod'>;
 
-export function createHandlers(account: AccountService, relay: Relay): HandlerTable {
+export function createHandlers(
+  account: AccountService,
+  relay: Relay,
+  deviceKeys: DeviceKeyService,
+): HandlerTable {
   return {
     ...mockHandlers,
     ...accountHandlers(account),
     ...relay.handlers(),
+    ...deviceKeys.handlers(),
   } satisfies HandlerTable;
 }

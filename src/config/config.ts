@@ -39,6 +39,14 @@ export interface GatehouseSettings {
   upstreamRequestTimeoutMs: number;
   /** A Responses stream that sends nothing for this long is treated as dropped (codex: 300 s). */
   streamIdleTimeoutMs: number;
+  /** The TPM for `hardware_tpm` device keys: `auto`, `off` or a TCTI (`device:…`, `swtpm:…`). */
+  deviceKeyTpm: string;
+  /** The PKCS#11 module for `os_protected_nonextractable` keys: `auto`, `off` or a path. */
+  deviceKeyPkcs11Module: string;
+  /** Label of Gatehouse's PKCS#11 token, initialised on first use when absent. */
+  deviceKeyPkcs11Token: string;
+  /** File with the token's PINs: `auto` (under CODEX_HOME) or a path. */
+  deviceKeyPkcs11PinFile: string;
 }
 
 export const DEFAULT_SETTINGS: GatehouseSettings = {
@@ -54,6 +62,10 @@ export const DEFAULT_SETTINGS: GatehouseSettings = {
   retryBaseDelayMs: 200,
   upstreamRequestTimeoutMs: 30_000,
   streamIdleTimeoutMs: 300_000,
+  deviceKeyTpm: 'auto',
+  deviceKeyPkcs11Module: 'auto',
+  deviceKeyPkcs11Token: 'gatehouse',
+  deviceKeyPkcs11PinFile: 'auto',
 };
 
 type NumericSetting = {
@@ -139,6 +151,30 @@ const SETTING_KEYS: Record<
     min: 1,
     max: 3_600_000,
     help: 'silence after which a Responses stream counts as dropped',
+  },
+  device_key_tpm: {
+    setting: 'deviceKeyTpm',
+    pattern: /^(auto|off|device:\/\S+|swtpm:\S+)$/,
+    shape: 'auto, off, or a TCTI such as "device:/dev/tpmrm0" or "swtpm:host=127.0.0.1,port=2321"',
+    help: 'TPM for hardware_tpm keys (auto: $TPM2TOOLS_TCTI, then /dev/tpmrm0)',
+  },
+  device_key_pkcs11_module: {
+    setting: 'deviceKeyPkcs11Module',
+    pattern: /^(auto|off|\/\S+)$/,
+    shape: 'auto, off, or the absolute path of a PKCS#11 module',
+    help: 'PKCS#11 module for os_protected_nonextractable keys (auto: SoftHSM2)',
+  },
+  device_key_pkcs11_token: {
+    setting: 'deviceKeyPkcs11Token',
+    pattern: /^[\x20-\x7e]{1,32}$/,
+    shape: 'a token label of 1 to 32 printable ASCII characters',
+    help: 'PKCS#11 token label; initialised on first use when absent',
+  },
+  device_key_pkcs11_pin_file: {
+    setting: 'deviceKeyPkcs11PinFile',
+    pattern: /^(auto|\/\S+)$/,
+    shape: 'auto or an absolute path',
+    help: 'PKCS#11 PIN file (auto: CODEX_HOME/device-keys/pkcs11-pins.json, 0600)',
   },
 };
 

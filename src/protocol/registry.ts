@@ -13,7 +13,7 @@ export type SchemaVersion = 'v1' | 'v2';
  * Requests that share a scope are served one at a time, in arrival order, by the scope's actor
  * (codex's per-key request queues). Requests without a scope run concurrently.
  */
-export type Scope = 'account-auth' | 'remote-control' | 'device-key';
+export type Scope = 'account-auth' | 'remote-control';
 
 export interface ClientRequestDef<P extends TSchema = TSchema, R extends TSchema = TSchema> {
   readonly params: P;

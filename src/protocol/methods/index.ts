@@ -1,6 +1,7 @@
 /** The four registries, one per direction. Adding a method means adding it to one of these. */
 import { accountNotifications, accountRequests, accountServerRequests } from './account.js';
 import { attestationServerRequests } from './attestation.js';
+import { deviceKeyRequests } from './device-key.js';
 import { initializeRequests, initializedNotification } from './initialize.js';
 import { mockRequests } from './mock.js';
 import { realtimeNotifications, realtimeRequests } from './realtime.js';
@@ -11,6 +12,7 @@ export const ClientRequests = {
   ...accountRequests,
   ...threadRequests,
   ...realtimeRequests,
+  ...deviceKeyRequests,
   ...mockRequests,
 } as const;
 export const ServerRequests = { ...accountServerRequests, ...attestationServerRequests } as const;

@@ -1,0 +1,155 @@
+/**
+ * Hosts an actor in long-lived worker threads that keep state between messages (a key-store
+ * session with a TPM or a PKCS#11 token), reached through comlink. As with the pool host, each
+ * envelope is one call answered with an encoded Result; unlike pool tasks, a worker's state lives
+ * as long as the worker. Threads start on the first message, not with the broker, so start-up
+ * pays nothing for a feature nobody uses.
+ *
+ * A worker that dies fails the calls it held with WORKER_FAILED and is replaced on the next
+ * message: comlink alone would leave those calls pending forever.
+ */
+import { Worker } from 'node:worker_threads';
+import { transfer, wrap, type Remote } from 'comlink';
+import { BrokerError, fromErrorData } from '../protocol/errors.js';
+import { forThread, type ActorCodec } from '../codec/msgpack.js';
+import { nodeEndpoint } from './comlink-node.js';
+import type { ActorHost } from './actor-cell.js';
+import type { Reply } from './envelope.js';
+import type { Logger } from '../util/logger.js';
+
+/** What a thread-hosted worker exposes; both calls answer with an encoded Reply. */
+export interface ThreadWorkerApi {
+  /** Builds the worker's state; called once before the first message. */
+  open(): Promise<Uint8Array>;
+  receive(bytes: Uint8Array): Promise<Uint8Array>;
+}
+
+export interface ThreadHostOptions {
+  /** For logs and errors: what the workers are ("device-key/hardware_tpm"). */
+  name: string;
+  /** The worker module, relative to `workers/` and named as built (`key-store.worker.js`). */
+  module: string;
+  /** Handed to every worker as `workerData.setup`. */
+  setup: unknown;
+  /** Most workers at once; a device that takes one connection at a time needs 1. */
+  threads: number;
+  codec: ActorCodec;
+  log: Logger;
+}
+
+/** Built code runs the compiled worker; under tsx a bootstrap loads the TypeScript source. */
+function workerEntry(module: string): { filename: URL; tsWorker?: string } {
+  const built = new URL(`../../workers/${module}`, import.meta.url);
+  if (!import.meta.url.endsWith('.ts')) return { filename: built };
+  return {
+    filename: new URL('../../workers/tsx-bootstrap.mjs', import.meta.url),
+    tsWorker: built.href.replace(/\.js$/, '.ts'),
+  };
+}
+
+class WorkerSlot {
+  pending = 0;
+  readonly ready: Promise<void>;
+  private readonly worker: Worker;
+  private readonly remote: Remote<ThreadWorkerApi>;
+  private readonly died: Promise<never>;
+
+  constructor(
+    private readonly options: ThreadHostOptions,
+    onExit: (slot: WorkerSlot) => void,
+  ) {
+    const entry = workerEntry(options.module);
+    this.worker = new Worker(entry.filename, {
+      workerData: { tsWorker: entry.tsWorker, setup: options.setup },
+    });
+    this.worker.unref();
+    this.remote = wrap<ThreadWorkerApi>(nodeEndpoint(this.worker));
+    let lastError = '';
+    this.worker.on('error', (e) => (lastError = `: ${e.message}`));
+    this.died = new Promise<never>((_, reject) => {
+      this.worker.once('exit', (code) => {
+        onExit(this);
+        reject(
+          new BrokerError('WORKER_FAILED', `${options.name} worker exited with code ${code}${lastError}`),
+        );
+      });
+    });
+    this.died.catch(() => undefined);
+    this.ready = this.settle(this.remote.open()).then(() => undefined);
+  }
+
+  call(bytes: Uint8Array): Promise<unknown> {
+    const copy = forThread(bytes);
+    return this.settle(this.remote.receive(transfer(copy, [copy.buffer as ArrayBuffer])));
+  }
+
+  terminate(): Promise<number> {
+    return this.worker.terminate();
+  }
+
+  /** Awaits one call (or the worker's death) and unpacks its Reply. */
+  private async settle(call: Promise<Uint8Array>): Promise<unknown> {
+    this.pending++;
+    try {
+      const reply = this.options.codec.decode<Reply>(await Promise.race([call, this.died]));
+      if (reply.ok) return reply.value;
+      throw fromErrorData(reply.error);
+    } finally {
+      this.pending--;
+    }
+  }
+}
+
+export class ThreadHost implements ActorHost {
+  private readonly slots: WorkerSlot[] = [];
+  private stopped = false;
+
+  constructor(private readonly options: ThreadHostOptions) {}
+
+  process(bytes: Uint8Array): Promise<unknown> {
+    return this.pick().then((slot) => slot.call(bytes));
+  }
+
+  /** Worker deaths are handled per slot; there is no behaviour state to replace here. */
+  restart(): void {}
+
+  stop(): void {
+    this.stopped = true;
+    for (const slot of this.slots.splice(0)) void slot.terminate();
+  }
+
+  /** Ends every worker as a crash would (tests of recovery use this). */
+  async terminateWorkers(): Promise<void> {
+    await Promise.all(this.slots.map((slot) => slot.terminate()));
+  }
+
+  /**
+   * The least busy ready worker. The first worker opens alone, so one-time set-up (initialising a
+   * token) never races; more start only while every worker is busy.
+   */
+  private async pick(): Promise<WorkerSlot> {
+    if (this.stopped) throw new BrokerError('ACTOR_STOPPED', `${this.options.name} is stopped`);
+    if (this.slots.length === 0) this.spawn();
+    const first = this.slots[0]!;
+    await first.ready;
+    let best = first;
+    for (const slot of this.slots) if (slot.pending < best.pending) best = slot;
+    if (best.pending > 0 && this.slots.length < this.options.threads) this.spawn();
+    return best;
+  }
+
+  private spawn(): void {
+    const slot = new WorkerSlot(this.options, (dead) => this.remove(dead));
+    this.slots.push(slot);
+    slot.ready.catch((e: unknown) => {
+      this.remove(slot);
+      void slot.terminate();
+      this.options.log.warn({ actor: this.options.name, err: (e as Error).message }, 'worker could not open');
+    });
+  }
+
+  private remove(slot: WorkerSlot): void {
+    const index = this.slots.indexOf(slot);
+    if (index >= 0) this.slots.splice(index, 1);
+  }
+}
