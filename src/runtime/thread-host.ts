@@ -49,6 +49,8 @@ function workerEntry(module: string): { filename: URL; tsWorker?: string } {
 
 class WorkerSlot {
   pending = 0;
+  /** Set once `open()` succeeded; only open workers take messages. */
+  isOpen = false;
   readonly ready: Promise<void>;
   private readonly worker: Worker;
   private readonly remote: Remote<ThreadWorkerApi>;
@@ -75,7 +77,9 @@ class WorkerSlot {
       });
     });
     this.died.catch(() => undefined);
-    this.ready = this.settle(this.remote.open()).then(() => undefined);
+    this.ready = this.settle(this.remote.open()).then(() => {
+      this.isOpen = true;
+    });
   }
 
   call(bytes: Uint8Array): Promise<unknown> {
@@ -133,7 +137,7 @@ export class ThreadHost implements ActorHost {
     const first = this.slots[0]!;
     await first.ready;
     let best = first;
-    for (const slot of this.slots) if (slot.pending < best.pending) best = slot;
+    for (const slot of this.slots) if (slot.isOpen && slot.pending < best.pending) best = slot;
     if (best.pending > 0 && this.slots.length < this.options.threads) this.spawn();
     return best;
   }

@@ -113,7 +113,9 @@ export async function startSwtpm(options: SwtpmOptions = {}): Promise<Swtpm> {
         started.kill('SIGKILL');
         await exited;
         child = undefined;
-        throw new Error(`swtpm did not start (${gone ? `exit ${started.exitCode}` : 'timeout'}): ${log.trim()}`);
+        throw new Error(
+          `swtpm did not start (${gone ? `exit ${started.exitCode}` : 'timeout'}): ${log.trim()}`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

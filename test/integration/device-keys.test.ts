@@ -219,7 +219,7 @@ test('SoftHSM2, zero configuration: policy, real keys, openssl verification, res
 test('TPM (swtpm): hardware_only keys, openssl verification, the TPM going away and coming back', async (t) => {
   if (missing(t, swtpmMissing())) return;
   const tpm = await startSwtpm();
-  t.after(() => tpm.stop());
+  t.after(() => tpm.dispose());
   // Zero configuration: the TCTI comes from the environment, as tpm2-tools reads it.
   const spawnWithTpm = (codexHome?: string) => {
     const client = TestClient.spawn({

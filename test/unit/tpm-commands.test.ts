@@ -33,10 +33,10 @@ function response(rc: number, body = '', tag = 0x8001): Buffer {
 }
 
 test('templates: the storage primary and the ECDSA signing key, byte for byte', () => {
-  // size, ECC, SHA-256, attributes 0x30472, empty policy, AES-128-CFB, scheme NULL, P-256, kdf NULL, empty x/y
+  // size, ECC, SHA-256, attributes 0x30072, empty policy, AES-128-CFB, scheme NULL, P-256, kdf NULL, empty x/y
   assert.deepEqual(
     PRIMARY_TEMPLATE,
-    hex('001a 0023 000b 00030472 0000 0006 0080 0043 0010 0003 0010 0000 0000'),
+    hex('001a 0023 000b 00030072 0000 0006 0080 0043 0010 0003 0010 0000 0000'),
   );
   // attributes 0x40072, symmetric NULL, scheme ECDSA/SHA-256
   assert.deepEqual(

@@ -61,19 +61,21 @@ export const OBJECT = {
   fixedParent: 1 << 4,
   sensitiveDataOrigin: 1 << 5,
   userWithAuth: 1 << 6,
-  noDA: 1 << 10,
   restricted: 1 << 16,
   decrypt: 1 << 17,
   sign: 1 << 18,
 } as const;
 
-/** The storage primary: tpm2_createprimary -C o -G ecc256:aes128cfb with noda added (0x30472). */
+/**
+ * The storage primary: exactly what `tpm2_createprimary -C o -G ecc256` makes (0x30072), so the
+ * stored blobs load with plain tpm2-tools too. It is derived from the owner seed, so the same
+ * template gives the same key after every restart.
+ */
 export const PRIMARY_ATTRIBUTES =
   OBJECT.fixedTPM |
   OBJECT.fixedParent |
   OBJECT.sensitiveDataOrigin |
   OBJECT.userWithAuth |
-  OBJECT.noDA |
   OBJECT.restricted |
   OBJECT.decrypt;
 

@@ -332,8 +332,9 @@ class DeviceConnection implements Connection {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        this.fail(new TransportError('timeout', `no response within ${timeoutMs / 1000} s`));
-        reject(this.failure);
+        const failure = new TransportError('timeout', `no response within ${timeoutMs / 1000} s`);
+        this.fail(failure);
+        reject(failure);
       }, timeoutMs);
     });
     try {
