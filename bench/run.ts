@@ -19,7 +19,11 @@
  * BENCH_CPU_PROF (a directory: profile the gatehouse children of the request rounds and of the relay with --cpu-prof),
  * BENCH_RELAY_THREADS (16), BENCH_RELAY_TURNS (turns per thread, 25), BENCH_REFRESH (samples of
  * the refresh and of the attestation comparisons, 30),
- * BENCH_ONLY (`stdio` or `relay`: run one part).
+ *  6. `device/key/sign` over stdio per provider (SoftHSM2; swtpm when installed) against raw
+ *     `crypto.sign` on every core (`device-keys.ts`).
+ *
+ * BENCH_ONLY (`stdio`, `relay` or `device-keys`: run one part), BENCH_SIGN_N (sign requests per
+ * provider, 20000), BENCH_SIGN_IN_FLIGHT (256).
  */
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
@@ -39,6 +43,7 @@ import {
 } from './handshake.js';
 import { median } from './stats.js';
 import { runRelayBench, type RelayReport } from './relay.js';
+import { runDeviceKeyBench } from './device-keys.js';
 
 function envInt(name: string, fallback: number, min = 1): number {
   const raw = process.env[name];
@@ -58,10 +63,14 @@ const CPU_PROF = process.env.BENCH_CPU_PROF;
 const RELAY_THREADS = envInt('BENCH_RELAY_THREADS', 16);
 const RELAY_TURNS = envInt('BENCH_RELAY_TURNS', 25);
 const REFRESH_SAMPLES = envInt('BENCH_REFRESH', 30);
+const SIGN_N = envInt('BENCH_SIGN_N', 20_000);
+const SIGN_IN_FLIGHT = envInt('BENCH_SIGN_IN_FLIGHT', 256);
+const PARTS = ['stdio', 'relay', 'device-keys'];
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && ONLY !== 'stdio' && ONLY !== 'relay') {
-  throw new Error(`BENCH_ONLY must be 'stdio' or 'relay', got '${ONLY}'`);
+if (ONLY !== undefined && !PARTS.includes(ONLY)) {
+  throw new Error(`BENCH_ONLY must be one of ${PARTS.join(', ')}, got '${ONLY}'`);
 }
+const runs = (part: string) => ONLY === undefined || ONLY === part;
 const WARMUP_N = Math.min(N, 20_000);
 const WARMUP_RTT = Math.min(RTT_N, 1000);
 const WARMUP_HANDSHAKES = Math.min(WARM, 200);
@@ -88,8 +97,9 @@ async function main(): Promise<number> {
   const homes = [home, realpathSync(home)];
   try {
     header();
-    if (ONLY !== 'relay') await bench(home, homes);
-    if (ONLY !== 'stdio') await relayBench();
+    if (runs('stdio')) await bench(home, homes);
+    if (runs('relay')) await relayBench();
+    if (runs('device-keys')) await deviceKeyBench();
     return 0;
   } finally {
     killAll();
@@ -251,6 +261,45 @@ async function relayBench(): Promise<void> {
   );
   mkdirSync(resultsDir, { recursive: true });
   const file = join(resultsDir, 'relay.json');
+  writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), ...report }, null, 2) + '\n');
+  console.log(`\nFigures written to ${file}`);
+}
+
+async function deviceKeyBench(): Promise<void> {
+  const report = await runDeviceKeyBench({
+    requests: SIGN_N,
+    inFlight: SIGN_IN_FLIGHT,
+    ceilingSeconds: 2,
+    progress,
+  });
+  const w = [44, 11, 9, 9, 11];
+  console.log('');
+  console.log(
+    row(
+      [`device/key/sign over stdio (${SIGN_IN_FLIGHT} in flight)`, 'req/s', 'p50 ms', 'p99 ms', 'x ceiling'],
+      w,
+    ),
+  );
+  console.log(
+    row(
+      [
+        `  ceiling: raw crypto.sign, ${report.ceiling.threads} threads`,
+        int(report.ceiling.signPerSec),
+        '',
+        '',
+        '1.00',
+      ],
+      w,
+    ),
+  );
+  for (const p of report.providers) {
+    console.log(
+      row([`  ${p.provider}`, int(p.reqPerSec), ms(p.p50Ms), ms(p.p99Ms), ratio(p.overCeiling)], w),
+    );
+  }
+  for (const s of report.skipped) console.log(`  skipped: ${s}`);
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, 'device-keys.json');
   writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), ...report }, null, 2) + '\n');
   console.log(`\nFigures written to ${file}`);
 }

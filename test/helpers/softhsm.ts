@@ -64,9 +64,10 @@ export class TokenInspector {
   constructor(module: string, label: string, userPin?: string) {
     this.library = new pkcs11js.PKCS11();
     this.library.load(module);
-    tolerate(() => this.library.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK }), [
-      pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED,
-    ]);
+    tolerate(
+      () => this.library.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK }),
+      [pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED],
+    );
     const slot = this.library
       .C_GetSlotList(true)
       .find((s) => this.library.C_GetTokenInfo(s).label.trimEnd() === label);
@@ -74,9 +75,10 @@ export class TokenInspector {
     this.slot = slot;
     this.session = this.library.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
     if (userPin !== undefined) {
-      tolerate(() => this.library.C_Login(this.session, pkcs11js.CKU_USER, userPin), [
-        pkcs11js.CKR_USER_ALREADY_LOGGED_IN,
-      ]);
+      tolerate(
+        () => this.library.C_Login(this.session, pkcs11js.CKU_USER, userPin),
+        [pkcs11js.CKR_USER_ALREADY_LOGGED_IN],
+      );
     }
   }
 

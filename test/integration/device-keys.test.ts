@@ -10,7 +10,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { TestClient } from '../helpers/app-server-process.js';
+import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
 import { connectionPayload, enrollmentPayload, payloadRuleCases } from '../helpers/device-key-cases.js';
 import { createKey, errorOf, opensslVerify, signWith } from '../helpers/device-keys.js';
 import { softhsmMissing } from '../helpers/softhsm.js';
@@ -125,7 +125,7 @@ test('every payload rule through the CLI, in order, before the binding lookup', 
   for (let attempt = 0; ; attempt++) {
     const now = nowSeconds();
     const cases = payloadRuleCases(now);
-    const replies = [];
+    const replies: RpcMessage[] = [];
     for (const { payload } of cases) {
       replies.push(await client.request('device/key/sign', { keyId: UNKNOWN_KEY, payload }));
     }

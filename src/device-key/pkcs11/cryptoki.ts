@@ -34,6 +34,10 @@ export function p11<T>(fn: string, call: () => T): T {
     return call();
   } catch (error) {
     if (error instanceof pkcs11js.Pkcs11Error) throw new Pkcs11Failure(fn, error.code, error.message);
+    // pkcs11js's own overrides (C_CreateObject, C_CopyObject, C_SetAttributeValue) call the native
+    // method directly and throw a plain Error reading "CKR_NAME:code".
+    const raw = error instanceof Error ? /^(CKR_\w+):(\d+)$/.exec(error.message) : null;
+    if (raw) throw new Pkcs11Failure(fn, Number(raw[2]), raw[1]!);
     throw error;
   }
 }

@@ -122,7 +122,13 @@ class Pkcs11Provider implements KeyProvider {
   publicKey(keyId: string): Promise<Uint8Array | undefined> {
     return this.#guard(() =>
       this.#withKey(keyId, (session, key) => {
-        if (!key.publicKey) throw platformError(`PKCS#11 key ${JSON.stringify(keyId)} has no public key object`);
+        // The SPKI is cached, but the key may have been deleted by another worker since: touching
+        // the private key makes a stale handle fail here, like it would when signing.
+        p11('C_GetAttributeValue', () =>
+          this.#library.C_GetAttributeValue(session, key.privateKey, [{ type: pkcs11js.CKA_SIGN }]),
+        );
+        if (!key.publicKey)
+          throw platformError(`PKCS#11 key ${JSON.stringify(keyId)} has no public key object`);
         key.spki ??= this.#readSpki(session, key.publicKey);
         return Uint8Array.from(key.spki);
       }),

@@ -6,6 +6,12 @@
  * initialised token has its PINs in the file: a crash after C_InitToken but before C_InitPIN
  * leaves a token whose SO PIN is known, and the next start finishes it (`finishUserPin`); a crash
  * before C_InitToken leaves only a PIN file, overwritten on the next attempt.
+ *
+ * SoftHSM2 reads its token folder at C_Initialize and does not notice tokens other processes
+ * create later. The start-up lock covers C_Initialize too, so a second process starting at the
+ * same time initialises after the first has finished and sees its token. A process that had
+ * already initialised the library for some other reason would not, and would make a second token
+ * with the same label; nothing in Gatehouse does that.
  */
 import type { Handle, PKCS11, TokenInfo } from 'pkcs11js';
 import type { Pkcs11ProviderOptions } from '../provider.js';
@@ -63,7 +69,9 @@ function initialiseToken(library: PKCS11, options: Pkcs11ProviderOptions, field:
     .map((slot) => ({ slot, info: p11('C_GetTokenInfo', () => library.C_GetTokenInfo(slot)) }))
     .find(({ info }) => (info.flags & pkcs11js.CKF_TOKEN_INITIALIZED) === 0);
   if (!free) {
-    throw platformError(`PKCS#11 token ${options.tokenLabel} not found and no slot has an uninitialised token`);
+    throw platformError(
+      `PKCS#11 token ${options.tokenLabel} not found and no slot has an uninitialised token`,
+    );
   }
   const pins: TokenPins = {
     tokenLabel: options.tokenLabel,
