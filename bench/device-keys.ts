@@ -40,6 +40,8 @@ export interface DeviceKeyBenchOptions {
   inFlight: number;
   /** Seconds the ceiling measurement signs on each core. */
   ceilingSeconds: number;
+  /** Node flags for the gatehouse children (`--cpu-prof`). */
+  nodeArgs: string[];
   progress(message: string): void;
 }
 
@@ -190,7 +192,7 @@ async function benchProvider(
   const home = mkdtempSync(join(tmpdir(), 'gatehouse-bench-dk-'));
   const child = new LineChild({
     label: `gatehouse (${provider})`,
-    args: [gatehouseCli, 'app-server', ...args],
+    args: [...options.nodeArgs, gatehouseCli, 'app-server', ...args],
     env: { ...process.env, ...env, CODEX_HOME: home, GATEHOUSE_LOG: 'warn' },
   });
   try {

@@ -270,6 +270,7 @@ async function deviceKeyBench(): Promise<void> {
     requests: SIGN_N,
     inFlight: SIGN_IN_FLIGHT,
     ceilingSeconds: 2,
+    nodeArgs: profArgs(),
     progress,
   });
   const w = [44, 11, 9, 9, 11];

@@ -27,7 +27,7 @@ export function connectionPayload(
     tokenExpiresAt: now + 300,
     scopes: ['remote_control_controller_websocket'],
     ...overrides,
-  } as SignPayload;
+  };
 }
 
 export function enrollmentPayload(
@@ -46,7 +46,7 @@ export function enrollmentPayload(
     deviceIdentitySha256Base64url: EMPTY_SHA256,
     challengeExpiresAt: now + 60,
     ...overrides,
-  } as SignPayload;
+  };
 }
 
 const b64url = (n: number) => Buffer.alloc(n, 7).toString('base64url');

@@ -87,7 +87,7 @@ test('a key-store worker crash mid-sign: all answered, the pool recovers', async
     } else {
       assert.equal(answer.error?.code, -32603, JSON.stringify(answer.error));
       assert.match(
-        answer.error!.message,
+        answer.error.message,
         /^device key platform error: the key-store worker stopped during the request/,
       );
       failed++;
