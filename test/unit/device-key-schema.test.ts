@@ -5,11 +5,11 @@ import { fileURLToPath } from 'node:url';
 import Ajv from 'ajv';
 import { connectionPayload, enrollmentPayload, NOW } from '../helpers/device-key-cases.js';
 
-const ours = (name: string) =>
+const ours = (name: string): object =>
   JSON.parse(
     readFileSync(fileURLToPath(new URL(`../fixtures/schema/v2/${name}.json`, import.meta.url)), 'utf8'),
   );
-const codex = (name: string) =>
+const codex = (name: string): object =>
   JSON.parse(
     readFileSync(
       fileURLToPath(
