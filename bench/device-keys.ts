@@ -7,8 +7,8 @@
  * installed. Every answer is checked for a signature over the exact bytes of its request, and a
  * sample is verified against the key's public key.
  */
-import { generateKeyPairSync, sign, verify } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,8 @@ import { Worker } from 'node:worker_threads';
 import { LineChild, withTimeout } from './line-child.js';
 import { percentile, sortedCopy } from './stats.js';
 import { startSwtpm, swtpmMissing } from '../test/helpers/swtpm.js';
+import { createPkcs11Provider } from '../src/device-key/pkcs11/pkcs11-provider.js';
+import { prepareSofthsm, SOFTHSM2_MODULES } from '../src/device-key/provider-choice.js';
 
 const gatehouseCli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
@@ -30,6 +32,8 @@ export interface SignLoad {
 
 export interface DeviceKeyReport {
   ceiling: { threads: number; signPerSec: number };
+  /** SoftHSM2's own rate: the provider's signDigest called in a loop on this thread. */
+  softhsmDirect: { signPerSec: number } | undefined;
   providers: (SignLoad & { overCeiling: number })[];
   skipped: string[];
 }
@@ -95,6 +99,47 @@ export async function signCeiling(threads: number, seconds: number): Promise<num
     return counts.reduce((a, b) => a + b, 0) / seconds;
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
+  }
+}
+
+/**
+ * SoftHSM2 signing with nothing around it: the provider in this process, one thread, one key.
+ * The bench process never loads the module otherwise, so its SOFTHSM2_CONF is set here.
+ */
+async function softhsmDirect(seconds: number): Promise<number | undefined> {
+  const module = SOFTHSM2_MODULES.find((path) => existsSync(path));
+  if (!module) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-softhsm-'));
+  const hostConf = process.env.SOFTHSM2_CONF;
+  delete process.env.SOFTHSM2_CONF;
+  try {
+    prepareSofthsm(
+      { kind: 'pkcs11', options: { module, tokenLabel: 'bench', pinFile: '' } },
+      dir,
+      process.env,
+    );
+    const provider = await createPkcs11Provider({
+      module,
+      tokenLabel: 'bench',
+      pinFile: join(dir, 'pins.json'),
+    });
+    const keyId = 'dk_osn_bench';
+    await provider.create(keyId);
+    const digest = createHash('sha256').update('bench').digest();
+    for (let i = 0; i < 200; i++) await provider.signDigest(keyId, digest);
+    const end = performance.now() + seconds * 1000;
+    let n = 0;
+    while (performance.now() < end) {
+      await provider.signDigest(keyId, digest);
+      n++;
+    }
+    await provider.close();
+    return n / seconds;
+  } finally {
+    // The gatehouse children inherit this environment: they get the host's configuration back.
+    if (hostConf === undefined) delete process.env.SOFTHSM2_CONF;
+    else process.env.SOFTHSM2_CONF = hostConf;
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -232,6 +277,8 @@ export async function runDeviceKeyBench(options: DeviceKeyBenchOptions): Promise
   // The warm-up key generation above is per worker; this one only checks the API works here.
   sign('sha256', Buffer.alloc(1), generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
   const ceiling = await signCeiling(threads, options.ceilingSeconds);
+  options.progress(`SoftHSM2 provider called directly on one thread for ${options.ceilingSeconds} s`);
+  const direct = await softhsmDirect(options.ceilingSeconds);
   const loads: SignLoad[] = [];
   const skipped: string[] = [];
   loads.push(
@@ -267,6 +314,7 @@ export async function runDeviceKeyBench(options: DeviceKeyBenchOptions): Promise
   }
   return {
     ceiling: { threads, signPerSec: ceiling },
+    softhsmDirect: direct === undefined ? undefined : { signPerSec: direct },
     providers: loads.map((l) => ({ ...l, overCeiling: l.reqPerSec / ceiling })),
     skipped,
   };

@@ -293,6 +293,21 @@ async function deviceKeyBench(): Promise<void> {
       w,
     ),
   );
+  if (report.softhsmDirect) {
+    const direct = report.softhsmDirect.signPerSec;
+    console.log(
+      row(
+        [
+          '  SoftHSM2 C_Sign alone, 1 thread, in-process',
+          int(direct),
+          '',
+          '',
+          ratio(direct / report.ceiling.signPerSec),
+        ],
+        w,
+      ),
+    );
+  }
   for (const p of report.providers) {
     console.log(
       row([`  ${p.provider}`, int(p.reqPerSec), ms(p.p50Ms), ms(p.p99Ms), ratio(p.overCeiling)], w),

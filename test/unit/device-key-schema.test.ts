@@ -5,19 +5,10 @@ import { fileURLToPath } from 'node:url';
 import Ajv from 'ajv';
 import { connectionPayload, enrollmentPayload, NOW } from '../helpers/device-key-cases.js';
 
-const ours = (name: string): object =>
-  JSON.parse(
-    readFileSync(fileURLToPath(new URL(`../fixtures/schema/v2/${name}.json`, import.meta.url)), 'utf8'),
-  );
-const codex = (name: string): object =>
-  JSON.parse(
-    readFileSync(
-      fileURLToPath(
-        new URL(`../../../shared/reference-schema/codex-0.129.0/v2/${name}.json`, import.meta.url),
-      ),
-      'utf8',
-    ),
-  );
+const readSchema = (url: URL) => JSON.parse(readFileSync(fileURLToPath(url), 'utf8')) as object;
+const ours = (name: string) => readSchema(new URL(`../fixtures/schema/v2/${name}.json`, import.meta.url));
+const codex = (name: string) =>
+  readSchema(new URL(`../../../shared/reference-schema/codex-0.129.0/v2/${name}.json`, import.meta.url));
 
 const keyId = `dk_tpm_${Buffer.alloc(32).toString('base64url')}`;
 const info = {
