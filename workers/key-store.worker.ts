@@ -12,7 +12,8 @@ import { toErrorData } from '../src/protocol/errors.js';
 import { nodeEndpoint } from '../src/runtime/comlink-node.js';
 import type { Envelope, Reply } from '../src/runtime/envelope.js';
 import type { ThreadWorkerApi } from '../src/runtime/thread-host.js';
-import { KeyStore, KeyStoreMessage, type KeyStoreSetup } from '../src/device-key/key-store.js';
+import { KeyStore, type KeyStoreSetup } from '../src/device-key/key-store.js';
+import { KeyStoreMessage } from '../src/device-key/key-store-messages.js';
 
 const codec = createActorCodec();
 const setup = (workerData as { setup: KeyStoreSetup }).setup;

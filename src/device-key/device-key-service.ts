@@ -10,7 +10,6 @@ import type { HandlerTable } from '../broker/handlers.js';
 import type { DeviceKeyProtectionPolicy } from '../protocol/methods/device-key.js';
 import { isBrokerError } from '../protocol/errors.js';
 import { ThreadHost } from '../runtime/thread-host.js';
-import { stateDbPath } from '../store/state-db.js';
 import {
   degradedProtectionNotAllowed,
   hardwareUnavailable,
@@ -23,11 +22,11 @@ import {
   type CreateBody,
   type DeviceKeyInfo,
   type DeviceKeySignature,
-  type KeyStoreSetup,
   type PublicBody,
   type SignBody,
-} from './key-store.js';
+} from './key-store-messages.js';
 import type { DeviceKeyProtectionClass } from './provider.js';
+import type { KeyStoreSetup } from './key-store.js';
 import { chooseProviders, prepareSofthsm, type ProviderChoice } from './provider-choice.js';
 import { validateSignPayload } from './sign-payload.js';
 
@@ -58,7 +57,7 @@ export class DeviceKeyService {
     services.log.debug({ deviceKeyClasses: found }, 'device-key providers found');
     for (const protectionClass of CLASSES) {
       const provider = this.choice.configs[protectionClass];
-      const setup: KeyStoreSetup = { provider, databasePath: stateDbPath(services.codexHome) };
+      const setup: KeyStoreSetup = { provider, codexHome: services.codexHome };
       const host = new ThreadHost({
         name: keyStoreAddress(protectionClass),
         module: 'key-store.worker.js',

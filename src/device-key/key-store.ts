@@ -9,42 +9,21 @@ import { BindingStore } from './binding-store.js';
 import { hardwareUnavailable, invalidPayload, keyNotFound, platformError } from './errors.js';
 import { newKeyId } from './key-id.js';
 import type { DeviceKeyProtectionClass, KeyProvider, ProviderConfig } from './provider.js';
-import { signedPayloadBytes, type SignPayload } from './sign-payload.js';
-import { openStateDb } from '../store/state-db.js';
+import { signedPayloadBytes } from './sign-payload.js';
+import { openStateDb, stateDbPath } from '../store/state-db.js';
+import {
+  DEVICE_KEY_ALGORITHM,
+  type CreateBody,
+  type DeviceKeyInfo,
+  type DeviceKeySignature,
+  type PublicBody,
+  type SignBody,
+} from './key-store-messages.js';
 
 export interface KeyStoreSetup {
   provider: ProviderConfig;
-  /** The state database holding `device_key_bindings`. */
-  databasePath: string;
-}
-
-export const DEVICE_KEY_ALGORITHM = 'ecdsa_p256_sha256';
-
-export interface DeviceKeyInfo {
-  keyId: string;
-  publicKeySpkiDerBase64: string;
-  algorithm: typeof DEVICE_KEY_ALGORITHM;
-  protectionClass: DeviceKeyProtectionClass;
-}
-
-export interface DeviceKeySignature {
-  signatureDerBase64: string;
-  signedPayloadBase64: string;
-  algorithm: typeof DEVICE_KEY_ALGORITHM;
-}
-
-/** Messages a key-store actor understands, with their bodies. */
-export const KeyStoreMessage = { create: 'create', public: 'public', sign: 'sign' } as const;
-export interface CreateBody {
-  accountUserId: string;
-  clientId: string;
-}
-export interface PublicBody {
-  keyId: string;
-}
-export interface SignBody {
-  keyId: string;
-  payload: SignPayload;
+  /** Where the state database (`device_key_bindings`) lives. */
+  codexHome: string;
 }
 
 async function openProvider(config: ProviderConfig): Promise<KeyProvider | undefined> {
@@ -70,11 +49,12 @@ export class KeyStore {
   ) {}
 
   static async open(setup: KeyStoreSetup): Promise<KeyStore> {
+    const databasePath = stateDbPath(setup.codexHome);
     let bindings: BindingStore;
     try {
-      bindings = new BindingStore(openStateDb(setup.databasePath));
+      bindings = new BindingStore(openStateDb(databasePath));
     } catch (e) {
-      throw platformError(`cannot open ${setup.databasePath}: ${(e as Error).message}`);
+      throw platformError(`cannot open ${databasePath}: ${(e as Error).message}`);
     }
     const provider = await openProvider(setup.provider);
     const protectionClass =
