@@ -52,6 +52,37 @@ test('Gatehouse settings are checked strictly with clear messages', () => {
   );
 });
 
+test('device-key settings: auto by default, TCTIs and paths accepted, other forms refused', () => {
+  const env = { CODEX_HOME: home() };
+  const defaults = loadConfig({ env }).settings;
+  assert.equal(defaults.deviceKeyTpm, 'auto');
+  assert.equal(defaults.deviceKeyPkcs11Module, 'auto');
+  assert.equal(defaults.deviceKeyPkcs11Token, 'gatehouse');
+  const set = loadConfig({
+    env,
+    overrides: [
+      'gatehouse.device_key_tpm="swtpm:host=127.0.0.1,port=2321"',
+      'gatehouse.device_key_pkcs11_module="/opt/hsm/lib.so"',
+      'gatehouse.device_key_pkcs11_pin_file="/etc/gatehouse/pins.json"',
+    ],
+  }).settings;
+  assert.equal(set.deviceKeyTpm, 'swtpm:host=127.0.0.1,port=2321');
+  assert.equal(set.deviceKeyPkcs11Module, '/opt/hsm/lib.so');
+  assert.equal(set.deviceKeyPkcs11PinFile, '/etc/gatehouse/pins.json');
+  assert.throws(
+    () => loadConfig({ env, overrides: ['gatehouse.device_key_tpm="mssim:host=x"'] }),
+    /gatehouse\.device_key_tpm must be auto, off, or a TCTI/,
+  );
+  assert.throws(
+    () => loadConfig({ env, overrides: ['gatehouse.device_key_pkcs11_module="lib.so"'] }),
+    /must be auto, off, or the absolute path of a PKCS#11 module/,
+  );
+  assert.throws(
+    () => loadConfig({ env, overrides: [`gatehouse.device_key_pkcs11_token="${'x'.repeat(33)}"`] }),
+    /a token label of 1 to 32 printable ASCII characters/,
+  );
+});
+
 test('CODEX_HOME: an explicit path must exist; a broken config.toml names the file', () => {
   assert.throws(
     () => loadConfig({ env: { CODEX_HOME: '/nonexistent/codex-home' } }),
