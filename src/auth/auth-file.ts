@@ -3,18 +3,9 @@
  * browser login. Host-owned tokens never come here. Written atomically (temporary file, then
  * rename) with mode 0600, so a crash leaves either the old file or the new one.
  */
-import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-  closeSync,
-  fsyncSync,
-} from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic-file.js';
 
 export interface StoredTokens {
   id_token: string;
@@ -84,22 +75,7 @@ export class AuthFile {
   }
 
   write(content: AuthFileContent): void {
-    const temporary = `${this.path}.${randomBytes(6).toString('hex')}.tmp`;
-    const fd = openSync(temporary, 'wx', 0o600);
-    try {
-      writeSync(fd, JSON.stringify(content, null, 2) + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    try {
-      // The umask cannot widen 0600, but a pre-existing file's mode must not survive the rename.
-      chmodSync(temporary, 0o600);
-      renameSync(temporary, this.path);
-    } catch (e) {
-      rmSync(temporary, { force: true });
-      throw e;
-    }
+    writeFileAtomic(this.path, JSON.stringify(content, null, 2) + '\n');
   }
 
   delete(): boolean {

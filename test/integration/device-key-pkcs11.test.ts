@@ -5,12 +5,13 @@
  * see. Without SoftHSM2 every test says so and skips; none passes without it.
  */
 import assert from 'node:assert/strict';
+import { skippedFor } from '../helpers/skip-loudly.js';
 import { execFileSync } from 'node:child_process';
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test, type TestContext } from 'node:test';
+import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import pkcs11js from 'pkcs11js';
 import { createPkcs11Provider } from '../../src/device-key/pkcs11/pkcs11-provider.js';
@@ -37,13 +38,6 @@ after(async () => {
   for (const provider of open) await provider.close();
   rmSync(work, { recursive: true, force: true });
 });
-
-function needsSofthsm(t: TestContext): boolean {
-  if (!missing) return true;
-  console.error(`SKIPPED ${t.name}: ${missing}`);
-  t.skip(missing);
-  return false;
-}
 
 let labels = 0;
 /** Options for a token of its own (labels isolate tests sharing one token folder). */
@@ -85,7 +79,7 @@ function isPlatformError(pattern: RegExp) {
 }
 
 test('first use initialises the token and writes the PIN file (0600, folders 0700) first', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const options = tokenOptions('first-use');
   assert.doesNotMatch(showSlots(conf), new RegExp(`Label:\\s+${options.tokenLabel}\\s`));
 
@@ -109,7 +103,7 @@ test('first use initialises the token and writes the PIN file (0600, folders 070
 });
 
 test('create returns a 91-byte SPKI; signatures verify with node:crypto and openssl', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const keys = await provider(tokenOptions('sign'));
 
   const spki = await keys.create('key-sign');
@@ -138,7 +132,7 @@ test('create returns a 91-byte SPKI; signatures verify with node:crypto and open
 });
 
 test('the private key is sensitive and never extractable; the token refuses its value', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const options = tokenOptions('sensitive');
   const keys = await provider(options);
   await keys.create('key-sensitive');
@@ -177,7 +171,7 @@ test('the private key is sensitive and never extractable; the token refuses its 
 });
 
 test('a restarted provider, in this process and in a fresh one, finds the key and signs', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const options = tokenOptions('restart');
   const first = await createPkcs11Provider(options);
   const spki = await first.create('key-restart');
@@ -209,7 +203,7 @@ test('a restarted provider, in this process and in a fresh one, finds the key an
 });
 
 test('two worker threads, each with its own provider, sign concurrently and every signature verifies', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const options = tokenOptions('threads');
   const keys = await provider(options);
   const spki = await keys.create('key-threads');
@@ -242,7 +236,7 @@ test('two worker threads, each with its own provider, sign concurrently and ever
 });
 
 test('unknown keys are undefined; delete removes both objects, is idempotent, and other providers notice', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const options = tokenOptions('delete');
   const keys = await provider(options);
   const digest = sha256(Buffer.from('m'));
@@ -284,7 +278,7 @@ test('unknown keys are undefined; delete removes both objects, is idempotent, an
 });
 
 test('a token whose PIN file is missing is a platform error naming the file, never a PIN', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const options = tokenOptions('no-pins');
   await provider(options);
   const pins = readPinFile(options.pinFile);
@@ -311,7 +305,7 @@ test('a token whose PIN file is missing is a platform error naming the file, nev
 });
 
 test('a module path that does not exist is a platform error naming it', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const modulePath = join(work, 'no-such-dir', 'libnothing-pkcs11.so');
   await assert.rejects(
     createPkcs11Provider({ ...tokenOptions('no-module'), module: modulePath }),
@@ -322,7 +316,7 @@ test('a module path that does not exist is a platform error naming it', async (t
 });
 
 test('a token left half-initialised by a crash (no user PIN yet) is finished from the PIN file', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const options = tokenOptions('half-init');
   // What the provider leaves behind when it dies between C_InitToken and C_InitPIN.
   const soPin = 'so-pin-from-a-crashed-start';
@@ -353,7 +347,7 @@ test('a token left half-initialised by a crash (no user PIN yet) is finished fro
 });
 
 test('throughput: sequential signatures on one provider (printed, not asserted)', async (t) => {
-  if (!needsSofthsm(t)) return;
+  if (skippedFor(t, missing)) return;
   const keys = await provider(tokenOptions('throughput'));
   const spki = await keys.create('key-throughput');
   const digest = sha256(Buffer.from('throughput'));

@@ -13,6 +13,7 @@ import { verify } from 'node:crypto';
 import { createBroker, type InProcessClient } from '../../src/index.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { connectionPayload } from '../helpers/device-key-cases.js';
+import { skippedFor } from '../helpers/skip-loudly.js';
 import { softhsmMissing } from '../helpers/softhsm.js';
 
 type Message = { id?: unknown; result?: Record<string, string>; error?: { code: number; message: string } };
@@ -31,12 +32,7 @@ function caller(client: InProcessClient) {
 }
 
 test('a key-store worker crash mid-sign: all answered, the pool recovers', async (t) => {
-  const reason = softhsmMissing();
-  if (reason) {
-    console.error(`\n*** SKIPPED: ${reason} ***\n`);
-    t.skip(reason);
-    return;
-  }
+  if (skippedFor(t, softhsmMissing())) return;
   const home = mkdtempSync(join(tmpdir(), 'gatehouse-dk-crash-'));
   const broker = createBroker({
     codexHome: home,

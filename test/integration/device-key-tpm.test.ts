@@ -8,6 +8,7 @@
  * any moment and every test closes what it opens.
  */
 import assert from 'node:assert/strict';
+import { skippedFor } from '../helpers/skip-loudly.js';
 import { execFile } from 'node:child_process';
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -37,13 +38,9 @@ const run = promisify(execFile);
 const missing = swtpmMissing();
 const toolsMissing = tpm2ToolsMissing();
 
-/** Never a silent pass: a skipped TPM test says so on stderr and in the report. */
 function unavailable(t: TestContext, needTools = false): boolean {
   const reason = missing ?? (needTools ? toolsMissing : undefined);
-  if (reason === undefined) return false;
-  console.error(`device-key-tpm: SKIPPED "${t.name}": ${reason}; install with: ${SWTPM_INSTALL_HINT}`);
-  t.skip(`${missing !== undefined ? 'swtpm' : 'tpm2-tools'} not installed: ${SWTPM_INSTALL_HINT}`);
-  return true;
+  return skippedFor(t, reason && `${reason}; install with: ${SWTPM_INSTALL_HINT}`);
 }
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest();

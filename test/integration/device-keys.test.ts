@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import { TestClient, type RpcMessage } from '../helpers/app-server-process.js';
 import { connectionPayload, enrollmentPayload, payloadRuleCases } from '../helpers/device-key-cases.js';
 import { createKey, errorOf, opensslVerify, signWith } from '../helpers/device-keys.js';
+import { skippedFor } from '../helpers/skip-loudly.js';
 import { softhsmMissing } from '../helpers/softhsm.js';
 import { startSwtpm, swtpmMissing } from '../helpers/swtpm.js';
 
@@ -35,13 +36,6 @@ async function started(t: { after(fn: () => Promise<void>): void }, args: string
   const init = await client.initialize();
   assert.ok(init.result, JSON.stringify(init.error));
   return client;
-}
-
-function missing(t: { skip(message: string): void }, reason: string | undefined): boolean {
-  if (!reason) return false;
-  console.error(`\n*** SKIPPED: ${reason} ***\n`);
-  t.skip(reason);
-  return true;
 }
 
 test('without a provider: codex 0.129.0 answers, the same with or without experimentalApi', async (t) => {
@@ -165,7 +159,7 @@ test('a seeded binding is checked before the provider: mismatch, then not found'
 });
 
 test('SoftHSM2, zero configuration: policy, real keys, openssl verification, restart, bindings', async (t) => {
-  if (missing(t, softhsmMissing())) return;
+  if (skippedFor(t, softhsmMissing())) return;
   const home = sharedHome(t);
   const client = await started(t, SOFTHSM_ONLY, home);
 
@@ -217,7 +211,7 @@ test('SoftHSM2, zero configuration: policy, real keys, openssl verification, res
 });
 
 test('TPM (swtpm): hardware_only keys, openssl verification, the TPM going away and coming back', async (t) => {
-  if (missing(t, swtpmMissing())) return;
+  if (skippedFor(t, swtpmMissing())) return;
   const tpm = await startSwtpm();
   t.after(() => tpm.dispose());
   // Zero configuration: the TCTI comes from the environment, as tpm2-tools reads it.

@@ -4,19 +4,9 @@
  * Errors name the file and never its content.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, relative, resolve, sep } from 'node:path';
-import { threadId } from 'node:worker_threads';
+import { writeFileAtomic } from '../../util/atomic-file.js';
 import { platformError } from '../errors.js';
 
 export interface TokenPins {
@@ -79,33 +69,12 @@ export function ensurePrivateFolder(dir: string): void {
   }
 }
 
-/**
- * Writes the PINs so that the file is either absent, the old one, or complete: a temporary file
- * (0600) is written and synced, renamed over `path`, and the folder is synced so the rename
- * survives a crash. The token is initialised only after this returns.
- */
+/** Writes the PINs atomically (absent, old or complete); the token is initialised only after. */
 export function writePinsAtomically(path: string, pins: TokenPins): void {
-  const folder = dirname(path);
-  ensurePrivateFolder(folder);
-  const temporary = `${path}.${process.pid}.${threadId}.${randomBytes(4).toString('hex')}.tmp`;
+  ensurePrivateFolder(dirname(path));
   try {
-    const fd = openSync(temporary, 'wx', 0o600);
-    try {
-      writeSync(fd, `${JSON.stringify(pins, null, 2)}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    chmodSync(temporary, 0o600);
-    renameSync(temporary, path);
-    const folderFd = openSync(folder, 'r');
-    try {
-      fsyncSync(folderFd);
-    } finally {
-      closeSync(folderFd);
-    }
+    writeFileAtomic(path, `${JSON.stringify(pins, null, 2)}\n`);
   } catch (error) {
-    rmSync(temporary, { force: true });
     const code = (error as NodeJS.ErrnoException).code ?? 'failed';
     throw platformError(`PKCS#11 PIN file ${path} cannot be written (${code})`);
   }

@@ -7,8 +7,9 @@
  * template, so recreating it on every connection yields the same key and nothing is left in the
  * TPM's NV memory.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { writeFileAtomic } from '../../util/atomic-file.js';
 import { join } from 'node:path';
 import { ProtocolError } from '../../protocol/errors.js';
 import { cryptoError, platformError } from '../errors.js';
@@ -332,8 +333,8 @@ class TpmProvider implements TpmKeyProvider {
   private async writeBlobs(folder: string, privateBlob: Buffer, publicBlob: Buffer): Promise<void> {
     try {
       await mkdir(folder, { recursive: true, mode: 0o700 });
-      await writeAtomically(join(folder, PRIVATE_BLOB), privateBlob);
-      await writeAtomically(join(folder, PUBLIC_BLOB), publicBlob);
+      writeFileAtomic(join(folder, PRIVATE_BLOB), privateBlob);
+      writeFileAtomic(join(folder, PUBLIC_BLOB), publicBlob);
     } catch (error) {
       throw fileError('write', folder, error);
     }
@@ -398,24 +399,6 @@ function spkiOf(publicBlob: Uint8Array): Uint8Array {
     return p256Spki(x, y);
   } catch {
     throw cryptoError('the TPM returned a point that is not on P-256');
-  }
-}
-
-/** Temp file, fsync, rename: a crash leaves the old file or the new one, never half of one. */
-async function writeAtomically(path: string, data: Uint8Array): Promise<void> {
-  const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  const file = await open(temp, 'wx', 0o600);
-  try {
-    await file.writeFile(data);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  try {
-    await rename(temp, path);
-  } catch (error) {
-    await unlink(temp).catch(() => undefined);
-    throw error;
   }
 }
 
