@@ -14,12 +14,13 @@ export function stateDbPath(codexHome: string): string {
   return join(codexHome, STATE_DB_FILE);
 }
 
-export function openStateDb(path: string): Database.Database {
+/** `busyTimeoutMs`: how long a statement waits for another connection's lock before failing. */
+export function openStateDb(path: string, { busyTimeoutMs = 5000 } = {}): Database.Database {
   // Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
   closeSync(openSync(path, 'a', 0o600));
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   return db;
 }

@@ -1,6 +1,6 @@
 /** A bidirectional channel carrying one JSON message per unit (a line, a frame, a call). */
 export interface Transport {
-  readonly kind: 'stdio' | 'websocket' | 'in-process';
+  readonly kind: 'stdio' | 'websocket' | 'in-process' | 'remote-control';
   /** Starts delivering inbound messages to the sink. */
   start(sink: TransportSink): void;
   /** Queues one outbound message (serialized JSON, no trailing newline). */

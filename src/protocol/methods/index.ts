@@ -5,6 +5,7 @@ import { deviceKeyRequests } from './device-key.js';
 import { initializeRequests, initializedNotification } from './initialize.js';
 import { mockRequests } from './mock.js';
 import { realtimeNotifications, realtimeRequests } from './realtime.js';
+import { remoteControlNotifications, remoteControlRequests } from './remote-control.js';
 import { threadNotifications, threadRequests } from './thread.js';
 
 export const ClientRequests = {
@@ -13,6 +14,7 @@ export const ClientRequests = {
   ...threadRequests,
   ...realtimeRequests,
   ...deviceKeyRequests,
+  ...remoteControlRequests,
   ...mockRequests,
 } as const;
 export const ServerRequests = { ...accountServerRequests, ...attestationServerRequests } as const;
@@ -20,6 +22,7 @@ export const ServerNotifications = {
   ...accountNotifications,
   ...threadNotifications,
   ...realtimeNotifications,
+  ...remoteControlNotifications,
 } as const;
 export const ClientNotifications = { ...initializedNotification } as const;
 
