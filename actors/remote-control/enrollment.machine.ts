@@ -36,11 +36,28 @@ export interface CachedToken {
  */
 export type FailureKind = 'unauthorized' | 'notFound' | 'serverGone' | 'transient' | 'fatal';
 
-export interface StepFailure {
-  kind: FailureKind;
-  /** Worded for a client (JSON-RPC error) and the log; never carries a token. */
-  message: string;
-  retryAfterMs?: number;
+export class StepFailure extends Error {
+  override name = 'StepFailure';
+  constructor(
+    readonly kind: FailureKind,
+    /** Worded for a client (JSON-RPC error) and the log; never carries a token. */
+    message: string,
+    readonly options: {
+      retryAfterMs?: number;
+      /** The JSON-RPC code when the failure answers a request (an `enable`); -32603 when absent. */
+      code?: number;
+    } = {},
+  ) {
+    super(message);
+  }
+
+  get retryAfterMs(): number | undefined {
+    return this.options.retryAfterMs;
+  }
+
+  get code(): number | undefined {
+    return this.options.code;
+  }
 }
 
 export type ConnectionStatus = 'disabled' | 'connecting' | 'connected' | 'errored';
@@ -123,10 +140,8 @@ export interface EnrollmentInput {
 }
 
 function asFailure(error: unknown): StepFailure {
-  if (typeof error === 'object' && error !== null && 'kind' in error && 'message' in error) {
-    return error as StepFailure;
-  }
-  return { kind: 'fatal', message: error instanceof Error ? error.message : String(error) };
+  if (error instanceof StepFailure) return error;
+  return new StepFailure('fatal', error instanceof Error ? error.message : String(error));
 }
 
 /** The delay before attempt number `failures + 1`. */
@@ -241,7 +256,10 @@ export const enrollmentMachine = setup({
     },
     /** Which account and client this is, and whether the server is already enrolled. */
     loading: {
-      entry: [assign({ failures: 0, attemptFailed: false }), { type: 'publish', params: { status: 'connecting' } }],
+      entry: [
+        assign({ failures: 0, attemptFailed: false }),
+        { type: 'publish', params: { status: 'connecting' } },
+      ],
       // The waiting enable is answered when this step ends.
       on: { enable: {} },
       invoke: {
@@ -309,10 +327,7 @@ export const enrollmentMachine = setup({
     /** A connection attempt starts by looking at the token. */
     attempt: {
       entry: assign({ attemptFailed: false, proactive: false }),
-      always: [
-        { guard: 'hasEnrollment', target: 'decide' },
-        { target: 'enrolling' },
-      ],
+      always: [{ guard: 'hasEnrollment', target: 'decide' }, { target: 'enrolling' }],
     },
     decide: {
       always: [
@@ -351,7 +366,8 @@ export const enrollmentMachine = setup({
               const now = context.effects.now();
               const wait =
                 failure.retryAfterMs ??
-                context.timing.refreshRetryMs + context.effects.random() * context.timing.refreshRetryJitterMs;
+                context.timing.refreshRetryMs +
+                  context.effects.random() * context.timing.refreshRetryJitterMs;
               return { nextRefreshAtMs: now + Math.round(wait), reason: failure.message };
             }),
           },
@@ -370,7 +386,7 @@ export const enrollmentMachine = setup({
           target: 'retrying',
           actions: {
             type: 'failAttempt',
-            params: ({ context }) => ({ failure: { kind: 'transient' as const, message: context.reason ?? '' } }),
+            params: ({ context }) => ({ failure: new StepFailure('transient', context.reason ?? '') }),
           },
         },
       ],
@@ -430,7 +446,9 @@ export const enrollmentMachine = setup({
         'disconnect',
         {
           type: 'publish',
-          params: ({ context }) => ({ status: context.attemptFailed ? ('errored' as const) : ('connecting' as const) }),
+          params: ({ context }) => ({
+            status: context.attemptFailed ? ('errored' as const) : ('connecting' as const),
+          }),
         },
       ],
       after: { retryDelay: 'attempt' },
@@ -438,7 +456,10 @@ export const enrollmentMachine = setup({
       on: {
         enable: {
           target: 'attempt',
-          actions: [assign({ failures: 0, enabling: true }), { type: 'settleEnable', params: { failure: null } }],
+          actions: [
+            assign({ failures: 0, enabling: true }),
+            { type: 'settleEnable', params: { failure: null } },
+          ],
         },
       },
     },

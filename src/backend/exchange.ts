@@ -10,6 +10,8 @@ import type { BearerVerdict } from './bearer.js';
 import type { Faults } from './faults.js';
 import { sendJson, sendText } from './http-io.js';
 import type { OAuthIssuer } from './oauth-issuer.js';
+import type { RemoteEnrollments } from './remote-control.js';
+import type { RemoteRelay } from './remote-control-socket.js';
 import { headerRecord, recordRequest, type RecordedRequest } from './request-log.js';
 import type { RouteName, UNMATCHED_ROUTE } from './routes.js';
 import type { ChatgptUser } from './tokens.js';
@@ -28,6 +30,10 @@ export interface BackendState {
   readonly signal: AbortSignal;
   /** Keep request bodies in `requests` (tests that check what a client sent). */
   readonly recordBodies: boolean;
+  /** Enrolled app-servers and their remote-control tokens. */
+  readonly remoteEnrollments: RemoteEnrollments;
+  /** Their sockets and the remote clients relayed to them. */
+  readonly remoteRelay: RemoteRelay;
 }
 
 /** Records a request (or WebSocket message) and logs its route and status. */

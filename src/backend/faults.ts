@@ -7,14 +7,19 @@
  *
  * Actions:
  * - `{kind:'status', status, body?, retryAfterSec?}`: answer with that status (200..599) and
- *   body (default `{"detail":"<reason phrase>"}`), and a `retry-after` header when given. On the
- *   WebSocket handshake the upgrade is refused with it; on a `responses.ws.create` message an
- *   `{"type":"error","status":…}` frame is sent and the socket stays open.
- * - `{kind:'slow', delayMs}`: wait that long, then handle the request normally.
+ *   body (default `{"detail":"<reason phrase>"}`), and a `retry-after` header when given. On a
+ *   WebSocket handshake (`responses.ws`, `remote.ws`) the upgrade is refused with it; on a
+ *   `responses.ws.create` message an `{"type":"error","status":…}` frame is sent and the socket
+ *   stays open; a `remote.ws.envelope` is lost (neither delivered nor acked, the socket stays open).
+ * - `{kind:'slow', delayMs}`: wait that long, then handle the request normally (on
+ *   `remote.ws.envelope`, the envelopes after the slow one wait their turn).
  * - `{kind:'disconnect', afterEvents?}`: cut the connection after that many streamed events
  *   (default 0: before any response). Routes that do not stream are cut before the response. A
  *   `responses.ws` rule counts the events of the whole socket, a `responses.ws.create` rule the
- *   events of that one response.
+ *   events of that one response. A `remote.ws` rule counts the envelopes the app-server sends on
+ *   that socket: the last one is handled but not acked, so the app-server must send it again
+ *   after reconnecting. A `remote.ws.envelope` rule cuts the socket as the envelope arrives,
+ *   before it is handled (`afterEvents` does not matter there).
  */
 import { ROUTE_NAMES, type RouteName } from './routes.js';
 

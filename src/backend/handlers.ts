@@ -13,6 +13,7 @@ import {
   ResponsesRequestError,
   type EventSink,
 } from './responses.js';
+import { remoteEnroll, remoteRefresh } from './remote-control.js';
 import type { HttpRouteName } from './routes.js';
 import { planTypeOf } from './tokens.js';
 
@@ -28,6 +29,8 @@ export const HTTP_HANDLERS: Record<HttpRouteName, RouteHandler> = {
   'config.bundle': (x) => x.json(200, {}),
   'responses.http': responsesOverHttp,
   'realtime.calls': realtimeCalls,
+  'remote.enroll': remoteEnroll,
+  'remote.refresh': remoteRefresh,
   'oauth.authorize': oauthAuthorize,
   'oauth.token': oauthToken,
 };

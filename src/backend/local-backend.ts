@@ -6,6 +6,9 @@
  * - `/backend-api/...` checks the bearer as a real backend would (shape, expiry, revocation) and
  *   answers accounts/check, the config bundle, Responses over SSE and over the WebSocket, and
  *   realtime call creation (routes.ts names them all).
+ * - `/backend-api/wham/remote/control/server/...` enrolls app-servers for remote control, issues
+ *   their tokens and holds their WebSockets; `backend.remoteControl` acts as remote clients
+ *   through them (remote-control.ts, remote-control-socket.ts).
  * - `/oauth/authorize` and `/oauth/token` are an OAuth issuer that signs in one configured user.
  * - Faults can be scripted per route (faults.ts), every request is recorded in memory
  *   (request-log.ts), and `/__gatehouse/...` exposes both to other processes (control-api.ts).
@@ -23,12 +26,19 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { silentLogger, type Logger } from '../util/logger.js';
 import { checkBearer, UNAUTHORIZED_BODY } from './bearer.js';
-import { handleControl, isControlPath } from './control-api.js';
+import { handleControl, handleControlUpgrade, isControlPath } from './control-api.js';
 import { Exchange, type BackendState } from './exchange.js';
 import { Faults } from './faults.js';
 import { HTTP_HANDLERS, STREAMING_ROUTES } from './handlers.js';
 import { HttpError, looksLikeJson, reasonBody, sleep } from './http-io.js';
 import { OAuthIssuer } from './oauth-issuer.js';
+import {
+  DEFAULT_REMOTE_CONTROL_TOKEN_TTL_SEC,
+  isTokenTtl,
+  RemoteEnrollments,
+  TOKEN_TTL_RULE,
+} from './remote-control.js';
+import { handleRemoteControlUpgrade, RemoteRelay, type RemoteControl } from './remote-control-socket.js';
 import type { RecordedRequest } from './request-log.js';
 import { handleResponsesUpgrade } from './responses-socket.js';
 import { BACKEND_ROUTES, matchRoute, UNMATCHED_ROUTE, type HttpRouteName } from './routes.js';
@@ -37,6 +47,15 @@ import { DEFAULT_LOCAL_USER, type ChatgptUser } from './tokens.js';
 
 export type { RecordedRequest } from './request-log.js';
 export type { ChatgptUser } from './tokens.js';
+export { RemoteClientError } from './remote-control-socket.js';
+export type {
+  RemoteClient,
+  RemoteClientOptions,
+  RemoteControl,
+  RemoteMessage,
+  RemoteServerInfo,
+  ServerEnvelopeRecord,
+} from './remote-control-socket.js';
 
 const MAX_WS_MESSAGE_BYTES = 32 * 1024 * 1024;
 export const CA_CERT_FILE = 'ca.pem';
@@ -60,6 +79,8 @@ export interface LocalBackendOptions {
    * false: conversations grow, and load tests keep 10,000 records).
    */
   recordBodies?: boolean;
+  /** Lifetime of the remote-control tokens issued by enroll and refresh (default 3600 s). */
+  remoteControlTokenTtlSec?: number;
 }
 
 export interface LocalBackend {
@@ -80,6 +101,8 @@ export interface LocalBackend {
   readonly requests: RecordedRequest[];
   /** From now on this bearer (JWT or API key) gets 401. */
   revokeBearer(token: string): void;
+  /** Enrolled app-servers, their tokens and sockets, and remote clients through them. */
+  readonly remoteControl: RemoteControl;
   /** Stops listening, closes every connection and socket, ends pending delays. */
   close(): Promise<void>;
 }
@@ -113,6 +136,10 @@ export async function startLocalBackend(options: LocalBackendOptions = {}): Prom
   const responseDelayMs = options.responseDelayMs ?? 0;
   if (!Number.isInteger(responseDelayMs) || responseDelayMs < 0 || responseDelayMs > 60_000) {
     throw new LocalBackendError(`responseDelayMs must be an integer from 0 to 60000, not ${responseDelayMs}`);
+  }
+  const tokenTtlSec = options.remoteControlTokenTtlSec ?? DEFAULT_REMOTE_CONTROL_TOKEN_TTL_SEC;
+  if (!isTokenTtl(tokenTtlSec)) {
+    throw new LocalBackendError(`remoteControlTokenTtlSec must be ${TOKEN_TTL_RULE}, not ${tokenTtlSec}`);
   }
   const log = options.log ?? silentLogger();
   const user: ChatgptUser = { ...DEFAULT_LOCAL_USER, ...options.user };
@@ -165,6 +192,8 @@ export async function startLocalBackend(options: LocalBackendOptions = {}): Prom
   const revoked = new Set<string>();
   const faults = new Faults();
   const requests: RecordedRequest[] = [];
+  const remoteEnrollments = new RemoteEnrollments(tokenTtlSec);
+  const remoteRelay = new RemoteRelay(remoteEnrollments);
   const state: BackendState = {
     log,
     faults,
@@ -175,6 +204,8 @@ export async function startLocalBackend(options: LocalBackendOptions = {}): Prom
     responseDelayMs,
     signal: lifetime.signal,
     recordBodies: options.recordBodies ?? false,
+    remoteEnrollments,
+    remoteRelay,
   };
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -185,7 +216,7 @@ export async function startLocalBackend(options: LocalBackendOptions = {}): Prom
     });
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    handleResponsesUpgrade(state, wss, req, socket, head).catch((e: unknown) => {
+    handleUpgrade(state, wss, req, socket, head).catch((e: unknown) => {
       log.error({ err: (e as Error).message }, 'local backend: upgrade failed');
       socket.destroy();
     });
@@ -203,9 +234,11 @@ export async function startLocalBackend(options: LocalBackendOptions = {}): Prom
     faults,
     requests,
     revokeBearer: (token) => void revoked.add(token),
+    remoteControl: remoteRelay,
     close: () =>
       (closing ??= (async () => {
         lifetime.abort();
+        remoteRelay.close();
         for (const ws of wss.clients) ws.terminate();
         wss.close();
         const closed = new Promise<void>((done) => server.close(() => done()));
@@ -215,6 +248,21 @@ export async function startLocalBackend(options: LocalBackendOptions = {}): Prom
         log.info({ url }, 'local backend stopped');
       })()),
   };
+}
+
+async function handleUpgrade(
+  state: BackendState,
+  wss: WebSocketServer,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<void> {
+  const pathname = new URL(req.url ?? '/', 'https://local-backend').pathname;
+  if (isControlPath(pathname)) return handleControlUpgrade(state, wss, req, socket, head);
+  if (matchRoute(req.method ?? 'GET', pathname, true).route === 'remote.ws') {
+    return handleRemoteControlUpgrade(state, wss, req, socket, head);
+  }
+  return handleResponsesUpgrade(state, wss, req, socket, head); // responses.ws, and what matches nothing
 }
 
 async function handleRequest(state: BackendState, req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -1,8 +1,8 @@
 /**
  * The routes the local backend serves, by name. Fault rules, recorded requests and logs refer to
  * routes by these names, so they are part of the backend's documented interface: a new endpoint
- * (remote control, ...) adds an entry here, and the server's handler table, typed by
- * `HttpRouteName`, then fails to compile until it has a handler.
+ * adds an entry here, and the server's handler table, typed by `HttpRouteName`, then fails to
+ * compile until it has a handler.
  */
 export interface RouteInfo {
   /** `WS` for a message on an open WebSocket rather than an HTTP request. */
@@ -10,7 +10,10 @@ export interface RouteInfo {
   path: string;
   /** `upgrade`: served by the WebSocket handshake; `message`: per WebSocket message. */
   kind: 'http' | 'upgrade' | 'message';
-  /** Whether `authorization: Bearer` is checked (the `/backend-api` routes). */
+  /**
+   * Whether the ChatGPT bearer is checked (the `/backend-api` routes but the remote-control
+   * WebSocket, whose bearer is a remote-control token).
+   */
   bearer: boolean;
   description: string;
 }
@@ -57,6 +60,34 @@ export const BACKEND_ROUTES = {
     kind: 'http',
     bearer: true,
     description: 'realtime call creation (placeholder)',
+  },
+  'remote.enroll': {
+    method: 'POST',
+    path: '/backend-api/wham/remote/control/server/enroll',
+    kind: 'http',
+    bearer: true,
+    description: 'remote-control enrollment: a new server and its first remote-control token (spec B.2)',
+  },
+  'remote.refresh': {
+    method: 'POST',
+    path: '/backend-api/wham/remote/control/server/refresh',
+    kind: 'http',
+    bearer: true,
+    description: 'a new remote-control token for an enrolled server (spec B.2)',
+  },
+  'remote.ws': {
+    method: 'GET',
+    path: '/backend-api/wham/remote/control/server',
+    kind: 'upgrade',
+    bearer: false, // a remote-control token, not a ChatGPT bearer: checked by remote-control.ts
+    description: 'the remote-control server WebSocket handshake',
+  },
+  'remote.ws.envelope': {
+    method: 'WS',
+    path: '/backend-api/wham/remote/control/server',
+    kind: 'message',
+    bearer: false,
+    description: 'one envelope the app-server sends on the remote-control WebSocket (spec B.5)',
   },
   'oauth.authorize': {
     method: 'GET',

@@ -55,6 +55,10 @@ import { ANNOUNCE_STORED_LOGIN, AccountService } from '../account/account-servic
 import { accountInternalHandlers } from '../account/handlers.js';
 import { Relay } from '../relay/handlers.js';
 import { DeviceKeyService } from '../device-key/device-key-service.js';
+import {
+  RemoteControlService,
+  type RemoteControlStatusEvent,
+} from '../remote-control/remote-control-service.js';
 import { ServerInfo } from './server-info.js';
 import type { Transport } from '../transport/transport.js';
 import { InProcessClient, InProcessTransport } from '../transport/in-process-transport.js';
@@ -78,6 +82,8 @@ export interface BrokerEvents {
   connectionClosed: (e: { connectionId: string }) => void;
   /** An actor failed beyond its restart budget and was stopped. */
   actorEscalated: (e: { address: string; error: string }) => void;
+  /** Remote control's status changed; `reason` says why when it is `errored` (redacted). */
+  remoteControlStatusChanged: (e: RemoteControlStatusEvent) => void;
 }
 
 interface ConnectionRecord {
@@ -108,6 +114,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private readonly relay: Relay;
   /** The device-key methods and their key-store workers. */
   readonly deviceKeys: DeviceKeyService;
+  /** Enrollment, the backend socket and its remote clients. */
+  readonly remoteControl: RemoteControlService;
   /** Whether credentials are installed: new connections start out authenticated then. */
   private authenticated = false;
   private readonly pool: Piscina;
@@ -146,8 +154,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
     );
     this.relay = new Relay(this.services);
     this.deviceKeys = new DeviceKeyService(this.services);
-    this.handlers = createHandlers(this.account, this.relay, this.deviceKeys);
+    this.remoteControl = new RemoteControlService(this.services, {
+      connect: (transport) => void this.connect(transport),
+      statusChanged: (e) => this.emit('remoteControlStatusChanged', e),
+    });
+    this.handlers = createHandlers(this.account, this.relay, this.deviceKeys, this.remoteControl);
     this.spawnAccountActors();
+    this.spawnScopeQueue('remote-control', {});
     void this.enqueueScoped('account-auth', RESTORE_ACCOUNT, null).catch((e: unknown) =>
       this.log.error({ err: (e as Error).message }, 'could not restore the stored login'),
     );
@@ -208,21 +221,28 @@ export class Broker extends EventEmitter<BrokerEvents> {
         refreshManaged: (current) => this.account.refreshManaged(current),
       }),
     );
+    this.spawnScopeQueue('account-auth', {
+      ...accountInternalHandlers(this.account),
+      [RESTORE_ACCOUNT]: () => this.account.restore(),
+    });
+  }
+
+  /** The actor serving a scope's requests in arrival order, plus broker-internal work on it. */
+  private spawnScopeQueue(
+    scope: Scope,
+    internal: Record<string, (p: unknown, c: HandlerContext) => unknown>,
+  ): void {
     const scoped = Object.fromEntries(
       Object.entries(ClientRequests)
-        .filter(([, def]) => 'scope' in def && def.scope === 'account-auth')
+        .filter(([, def]) => 'scope' in def && def.scope === scope)
         .map(([method]) => [
           method,
           this.handlers[method as CallMethod] as (p: unknown, c: HandlerContext) => unknown,
         ]),
     );
-    this.system.spawn(scopeAddress('account-auth'), () =>
+    this.system.spawn(scopeAddress(scope), () =>
       scopeQueueBehaviour({
-        handlers: {
-          ...scoped,
-          ...accountInternalHandlers(this.account),
-          [RESTORE_ACCOUNT]: () => this.account.restore(),
-        },
+        handlers: { ...scoped, ...internal },
         capacity: this.settings.mailboxCapacity,
         log: this.log,
       }),
@@ -244,6 +264,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private async setAuthenticated(on: boolean): Promise<void> {
     this.authenticated = on;
+    void this.remoteControl
+      .authChanged()
+      .catch((e: unknown) =>
+        this.log.warn({ err: (e as Error).message }, 'remote control: could not follow the account change'),
+      );
     await Promise.all(
       [...this.connections.values()]
         .filter((c) => c.state !== 'uninitialized' && c.state !== 'closed')
@@ -341,6 +366,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private async shutdown(deadlineMs: number): Promise<void> {
     this.accepting = false;
     this.account.close();
+    this.remoteControl.close();
     for (const c of this.connections.values()) c.transport.stopReading();
     if (this.inFlight > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -377,6 +403,13 @@ export class Broker extends EventEmitter<BrokerEvents> {
         // Credentials are broker-wide: a client that arrives after a login is authenticated too.
         if (state === 'initialized' && this.authenticated) {
           void this.lifecycle(record.id, 'auth.authenticated').catch(() => undefined);
+        }
+        if (justInitialized && session) {
+          void this.remoteControl
+            .connectionInitialized(record.id, session, record.transport.kind)
+            .catch((e: unknown) =>
+              this.log.warn({ err: (e as Error).message }, 'remote control: could not greet the connection'),
+            );
         }
         if (justInitialized) {
           // Behind any login already queued, so the client hears about the credentials in force.

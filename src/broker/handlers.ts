@@ -11,6 +11,7 @@ import { accountHandlers } from '../account/handlers.js';
 import type { AccountService } from '../account/account-service.js';
 import type { Relay } from '../relay/handlers.js';
 import type { DeviceKeyService } from '../device-key/device-key-service.js';
+import type { RemoteControlService } from '../remote-control/remote-control-service.js';
 
 export type CallMethod = Exclude<ClientMethod, 'initialize'>;
 
@@ -36,11 +37,13 @@ export function createHandlers(
   account: AccountService,
   relay: Relay,
   deviceKeys: DeviceKeyService,
+  remoteControl: RemoteControlService,
 ): HandlerTable {
   return {
     ...mockHandlers,
     ...accountHandlers(account),
     ...relay.handlers(),
     ...deviceKeys.handlers(),
+    ...remoteControl.handlers(),
   } satisfies HandlerTable;
 }

@@ -5,6 +5,10 @@
 import { startLocalBackend } from '../backend/local-backend.js';
 
 export { assertLoopbackHost } from '../backend/local-backend.js';
+export {
+  DEFAULT_REMOTE_CONTROL_TOKEN_TTL_SEC,
+  MAX_REMOTE_CONTROL_TOKEN_TTL_SEC,
+} from '../backend/remote-control.js';
 import { createLogger } from '../util/logger.js';
 
 export interface LocalBackendCliOptions {
@@ -12,6 +16,8 @@ export interface LocalBackendCliOptions {
   host: string;
   stateDir?: string;
   responseDelayMs: number;
+  /** Lifetime of remote-control tokens (default 3600 s). */
+  remoteControlTokenTtlSec?: number;
 }
 
 /** The line printed on stdout once the backend listens. */
@@ -35,6 +41,9 @@ export async function runLocalBackend(options: LocalBackendCliOptions): Promise<
     host: options.host,
     ...(options.stateDir !== undefined ? { stateDir: options.stateDir } : {}),
     responseDelayMs: options.responseDelayMs,
+    ...(options.remoteControlTokenTtlSec !== undefined
+      ? { remoteControlTokenTtlSec: options.remoteControlTokenTtlSec }
+      : {}),
     log,
   });
   const announcement: LocalBackendAnnouncement = {

@@ -17,6 +17,7 @@ Commands:
                                                  Write TypeScript bindings of the protocol
   demo                                           Offline demo: start app-server and talk to it
   local-backend [--port N] [--host IP] [--state-dir DIR] [--response-delay-ms N]
+                [--remote-control-token-ttl SEC]
                                                  Serve the ChatGPT backend endpoints on loopback (HTTPS)
   help                                           Show this help
 
@@ -52,12 +53,14 @@ Subcommands:
 `;
 
 const LOCAL_BACKEND_USAGE = `Usage: gatehouse local-backend [--port N] [--host IP] [--state-dir DIR] [--response-delay-ms N]
+                               [--remote-control-token-ttl SEC]
 
 Serves the ChatGPT backend endpoints Gatehouse calls, on loopback over HTTPS and WebSocket, with a
 throwaway certificate authority: accounts/check, config bundle, Responses (SSE and WebSocket,
-answering "Echo: <last user text>"), realtime calls, an OAuth issuer (PKCE) that signs in
-dev@example.com (account acct-1, plan plus), and a control API under /__gatehouse for scripted
-faults, recorded requests and revocation. Bearers are checked for shape, expiry and revocation.
+answering "Echo: <last user text>"), realtime calls, remote control (enroll, refresh, the server
+WebSocket, and remote clients relayed to it), an OAuth issuer (PKCE) that signs in dev@example.com
+(account acct-1, plan plus), and a control API under /__gatehouse for scripted faults, recorded
+requests, revocation and remote control. Bearers are checked for shape, expiry and revocation.
 
 Once listening it prints one JSON line on stdout, then logs on stderr (GATEHOUSE_LOG):
   {"url":"https://127.0.0.1:PORT","chatgptBaseUrl":"https://127.0.0.1:PORT/backend-api",
@@ -71,6 +74,9 @@ Options:
       --state-dir DIR        folder for ca.pem, the CA certificate (default: a fresh temporary
                              folder, removed on exit)
       --response-delay-ms N  pause between streamed Responses events, 0 to 60000 (default 0)
+      --remote-control-token-ttl SEC
+                             lifetime of the remote-control tokens enroll and refresh issue,
+                             0 (already expired) to 31622400 (default 3600)
   -h, --help                 Show this help
 
 Point Gatehouse at it:
@@ -162,6 +168,7 @@ async function localBackend(args: string[]): Promise<number> {
       host: { type: 'string', default: '127.0.0.1' },
       'state-dir': { type: 'string' },
       'response-delay-ms': { type: 'string' },
+      'remote-control-token-ttl': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -169,12 +176,25 @@ async function localBackend(args: string[]): Promise<number> {
     process.stdout.write(LOCAL_BACKEND_USAGE);
     return 0;
   }
-  const { runLocalBackend, integerOption, assertLoopbackHost } = await import('./local-backend.js');
+  const {
+    runLocalBackend,
+    integerOption,
+    assertLoopbackHost,
+    DEFAULT_REMOTE_CONTROL_TOKEN_TTL_SEC,
+    MAX_REMOTE_CONTROL_TOKEN_TTL_SEC,
+  } = await import('./local-backend.js');
   let port: number;
   let responseDelayMs: number;
+  let remoteControlTokenTtlSec: number;
   try {
     port = integerOption('--port', values.port, 0, 65_535);
     responseDelayMs = integerOption('--response-delay-ms', values['response-delay-ms'], 0, 60_000);
+    remoteControlTokenTtlSec = integerOption(
+      '--remote-control-token-ttl',
+      values['remote-control-token-ttl'],
+      DEFAULT_REMOTE_CONTROL_TOKEN_TTL_SEC,
+      MAX_REMOTE_CONTROL_TOKEN_TTL_SEC,
+    );
     assertLoopbackHost(values.host);
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\n\n${LOCAL_BACKEND_USAGE}`);
@@ -183,6 +203,7 @@ async function localBackend(args: string[]): Promise<number> {
     port,
     host: values.host,
     responseDelayMs,
+    remoteControlTokenTtlSec,
     ...(values['state-dir'] !== undefined ? { stateDir: values['state-dir'] } : {}),
   });
 }

@@ -47,6 +47,12 @@ export interface GatehouseSettings {
   deviceKeyPkcs11Token: string;
   /** File with the token's PINs: `auto` (under CODEX_HOME) or a path. */
   deviceKeyPkcs11PinFile: string;
+  /** First wait after a failed remote-control attempt; doubled per failure up to 7.5 times (codex: 4 s, 30 s). */
+  remoteControlRetryBaseMs: number;
+  /** Wait before retrying a failed token refresh when the backend gave no Retry-After (codex: 24-36 s). */
+  remoteControlRefreshRetryMs: number;
+  /** Remote clients served at once through the relay; past it an initialize gets -32001. */
+  remoteControlMaxClients: number;
 }
 
 export const DEFAULT_SETTINGS: GatehouseSettings = {
@@ -66,6 +72,9 @@ export const DEFAULT_SETTINGS: GatehouseSettings = {
   deviceKeyPkcs11Module: 'auto',
   deviceKeyPkcs11Token: 'gatehouse',
   deviceKeyPkcs11PinFile: 'auto',
+  remoteControlRetryBaseMs: 4_000,
+  remoteControlRefreshRetryMs: 24_000,
+  remoteControlMaxClients: 1_000,
 };
 
 type NumericSetting = {
@@ -175,6 +184,24 @@ const SETTING_KEYS: Record<
     pattern: /^(auto|\/\S+)$/,
     shape: 'auto or an absolute path',
     help: 'PKCS#11 PIN file (auto: CODEX_HOME/device-keys/pkcs11-pins.json, 0600)',
+  },
+  remote_control_retry_base_ms: {
+    setting: 'remoteControlRetryBaseMs',
+    min: 1,
+    max: 30_000,
+    help: 'first wait after a failed remote-control attempt; doubles up to 7.5 times this (30 s)',
+  },
+  remote_control_refresh_retry_ms: {
+    setting: 'remoteControlRefreshRetryMs',
+    min: 1,
+    max: 600_000,
+    help: 'wait before retrying a failed token refresh without Retry-After (plus up to 50% jitter)',
+  },
+  remote_control_max_clients: {
+    setting: 'remoteControlMaxClients',
+    min: 1,
+    max: 1_000_000,
+    help: 'remote clients served at once through the relay',
   },
 };
 

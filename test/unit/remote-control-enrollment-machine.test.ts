@@ -13,7 +13,7 @@ import {
   type CachedToken,
   type EnrollmentEffects,
   type EnrollmentIds,
-  type StepFailure,
+  StepFailure,
 } from '../../actors/remote-control/enrollment.machine.js';
 
 const IDS: EnrollmentIds = { serverId: 'srv_e_1', environmentId: 'env_1' };
@@ -22,11 +22,7 @@ const T0 = 1_800_000_000_000;
 
 type Outcome<T> = T | StepFailure;
 const fail = (kind: StepFailure['kind'], message = `${kind} failure`, retryAfterMs?: number): StepFailure =>
-  retryAfterMs === undefined ? { kind, message } : { kind, message, retryAfterMs };
-
-function isFailure(x: unknown): x is StepFailure {
-  return typeof x === 'object' && x !== null && 'kind' in x && 'message' in x;
-}
+  new StepFailure(kind, message, retryAfterMs === undefined ? {} : { retryAfterMs });
 
 function start(script: {
   load?: Outcome<EnrollmentIds | null>[];
@@ -44,7 +40,7 @@ function start(script: {
     calls.push(name);
     const next = queue?.shift();
     if (next === undefined) return Promise.reject(fail('fatal', `unscripted ${name}`));
-    return isFailure(next) ? Promise.reject(next) : Promise.resolve(next as T);
+    return next instanceof StepFailure ? Promise.reject(next) : Promise.resolve(next as T);
   };
   const effects: EnrollmentEffects = {
     now: () => clock.now(),
@@ -148,7 +144,11 @@ test('refresh window: 310 s left connects as is, 290 s left refreshes first (spe
 });
 
 test('proactive refresh: inside the window the token is refreshed before the handshake', async () => {
-  const m = start({ load: [IDS, IDS], refresh: [token('t1', 200_000), token('t2', HOUR)], connect: [null, null] });
+  const m = start({
+    load: [IDS, IDS],
+    refresh: [token('t1', 200_000), token('t2', HOUR)],
+    connect: [null, null],
+  });
   m.actor.send({ type: 'enable' });
   await flush();
   assert.deepEqual(m.connectedWith, ['t1']);
@@ -274,7 +274,9 @@ test('handshake 404 "Remote app server not found": forget, enroll at once, conne
 });
 
 test('other handshake failures back off, doubling to the cap, and a Retry-After lengthens the wait', async () => {
-  const failures = Array.from({ length: 6 }, (_, i) => fail('transient', `HTTP 503 #${i}`, i === 5 ? 50_000 : undefined));
+  const failures = Array.from({ length: 6 }, (_, i) =>
+    fail('transient', `HTTP 503 #${i}`, i === 5 ? 50_000 : undefined),
+  );
   const m = start({ load: [IDS], refresh: [token('t1', HOUR)], connect: [...failures, null] });
   m.actor.send({ type: 'enable' });
   await flush();
@@ -330,7 +332,11 @@ test('a token that expired while connected is refreshed (required) on the next a
 });
 
 test('disable drops the socket and keeps the token: a later enable connects without refreshing', async () => {
-  const m = start({ load: [null, IDS], enroll: [{ ids: IDS, token: token('t1', HOUR) }], connect: [null, null] });
+  const m = start({
+    load: [null, IDS],
+    enroll: [{ ids: IDS, token: token('t1', HOUR) }],
+    connect: [null, null],
+  });
   m.actor.send({ type: 'enable' });
   await flush();
   m.actor.send({ type: 'disable' });

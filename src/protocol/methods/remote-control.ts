@@ -42,7 +42,8 @@ export type RemoteControlStatus = {
 
 export const remoteControlRequests = {
   'remoteControl/status/read': defineClientRequest({
-    params: Type.Null(),
+    // codex's `params` is a unit; named here so the schema generators can refer to it.
+    params: Type.Null({ title: 'RemoteControlStatusReadParams' }),
     result: Type.Object(statusFields(), { title: 'RemoteControlStatusReadResponse' }),
     paramsRequired: false,
     experimental: true,
@@ -50,7 +51,9 @@ export const remoteControlRequests = {
     version: 'v2',
   }),
   'remoteControl/enable': defineClientRequest({
-    params: Type.Union([RemoteControlEnableParams, Type.Null()]),
+    params: Type.Union([RemoteControlEnableParams, Type.Null()], {
+      title: 'NullableRemoteControlEnableParams',
+    }),
     result: Type.Object(statusFields(), { title: 'RemoteControlEnableResponse' }),
     paramsRequired: false,
     experimental: true,
@@ -58,7 +61,9 @@ export const remoteControlRequests = {
     version: 'v2',
   }),
   'remoteControl/disable': defineClientRequest({
-    params: Type.Union([RemoteControlDisableParams, Type.Null()]),
+    params: Type.Union([RemoteControlDisableParams, Type.Null()], {
+      title: 'NullableRemoteControlDisableParams',
+    }),
     result: Type.Object(statusFields(), { title: 'RemoteControlDisableResponse' }),
     paramsRequired: false,
     experimental: true,
