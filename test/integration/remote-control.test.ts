@@ -9,7 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
+import type { RpcMessage } from '../helpers/app-server-process.js';
+import { connectionPayload } from '../helpers/device-key-cases.js';
+import { createKey, opensslVerify, signWith } from '../helpers/device-keys.js';
 import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
+import { skippedFor } from '../helpers/skip-loudly.js';
+import { softhsmMissing } from '../helpers/softhsm.js';
 import {
   filesUnder,
   loginWithTokens,
@@ -175,3 +180,109 @@ test('a remote client through the relay is a connection: initialize, status, acc
   // The local client is unaffected.
   assert.ok((await client.request('account/read', {})).result);
 });
+
+test('a remote client signs with a device key through the relay (SoftHSM2), verified with openssl', async (t) => {
+  if (skippedFor(t, softhsmMissing())) return;
+  const client = await startRemoteControlServer(t, backend, {
+    extra: ['-c', 'gatehouse.device_key_tpm=off'],
+  });
+  await loginWithTokens(client);
+  await client.request('remoteControl/enable');
+  await statusReached(client, 'connected');
+  const remote = backend.remoteControl.openClient();
+  t.after(() => remote.close());
+  await remote.request('initialize', { clientInfo: { name: 'remote-phone', title: null, version: '1.0.0' } });
+  const requester = {
+    request: async (method: string, params?: unknown) => (await remote.request(method, params)) as RpcMessage,
+  };
+  const ids = { accountUserId: 'account-user-1', clientId: 'cli_123' };
+  const key = await createKey(requester, { ...ids, protectionPolicy: 'allow_os_protected_nonextractable' });
+  const signature = await signWith(requester, key.keyId, connectionPayload(Math.floor(Date.now() / 1000)));
+  assert.equal(await opensslVerify(key.publicKeySpkiDerBase64, signature), 'Verified OK');
+});
+
+test('restart: the persisted preference reconnects through /refresh; the token is never written', async (t) => {
+  const home = tempHome(t);
+  const first = await startRemoteControlServer(t, backend, { home });
+  await loginWithTokens(first);
+  const enabled = (await first.request('remoteControl/enable')).result as StatusParams;
+  await statusReached(first, 'connected');
+  const server = await backend.remoteControl.waitForServer();
+  first.closeStdin();
+  assert.equal((await first.exited).code, 0);
+
+  backend.requests.length = 0;
+  const second = await startRemoteControlServer(t, backend, { home });
+  await loginWithTokens(second);
+  const connected = await statusReached(second, 'connected');
+  assert.equal(connected.environmentId, enabled.environmentId, 'same enrollment, no enable call');
+  const routes = backend.requests
+    .filter((r) => r.route.startsWith('remote.'))
+    .map((r) => `${r.route}:${r.status}`);
+  assert.deepEqual(routes, ['remote.refresh:200', 'remote.ws:101']);
+  const refresh = backend.requests.find((r) => r.route === 'remote.refresh')!;
+  assert.equal(refresh.headers['chatgpt-account-id'], 'acct-1');
+  assert.ok(backend.remoteControl.servers().some((s) => s.serverId === server.serverId && s.connected));
+
+  // Every server token the backend saw: on no disk, in no log, on no stdout.
+  const tokens = backend.requests
+    .concat()
+    .filter((r) => r.route === 'remote.ws')
+    .map((r) => (r.headers.authorization ?? '').replace(/^Bearer /, ''));
+  assert.ok(tokens.length > 0 && tokens.every((tok) => tok.startsWith('rct_')));
+  second.closeStdin();
+  await second.exited;
+  for (const token of tokens) {
+    for (const file of filesUnder(home)) assert.ok(!file.text.includes(token), `token in ${file.path}`);
+    for (const c of [first, second]) {
+      assert.ok(!c.stderrText.includes(token), 'token in the log');
+      assert.ok(!c.stdoutText.includes(token), 'token on stdout');
+    }
+  }
+});
+
+test('disable drops the socket and stores the preference; ephemeral calls leave it alone', async (t) => {
+  const home = tempHome(t);
+  const first = await startRemoteControlServer(t, backend, { home });
+  await loginWithTokens(first);
+  const enabled = (await first.request('remoteControl/enable', { ephemeral: true })).result as StatusParams;
+  await statusReached(first, 'connected');
+  assert.equal(enrollmentRows(home)[0]!.remote_control_enabled, null, 'ephemeral enable: never set');
+
+  const disabled = await first.request('remoteControl/disable', { ephemeral: true });
+  assert.deepEqual(disabled.result, { ...enabled, status: 'disabled', environmentId: null });
+  assert.equal(statusTrail(first).at(-1), 'disabled:null');
+  const serverOf = () =>
+    backend.remoteControl.servers().find((s) => s.environmentId === enabled.environmentId)!;
+  await waitUntil(() => !serverOf().connected, 'the backend socket closed');
+  assert.equal(enrollmentRows(home)[0]!.remote_control_enabled, null);
+
+  // Enabling again in this process reuses the cached token: no refresh.
+  backend.requests.length = 0;
+  await first.request('remoteControl/enable');
+  await statusReached(first, 'connected');
+  assert.deepEqual(
+    backend.requests.filter((r) => r.route.startsWith('remote.')).map((r) => r.route),
+    ['remote.ws'],
+  );
+  assert.equal(enrollmentRows(home)[0]!.remote_control_enabled, 1);
+  await first.request('remoteControl/disable');
+  assert.equal(enrollmentRows(home)[0]!.remote_control_enabled, 0);
+  first.closeStdin();
+  await first.exited;
+
+  backend.requests.length = 0;
+  const second = await startRemoteControlServer(t, backend, { home });
+  await loginWithTokens(second);
+  const read = await second.request('remoteControl/status/read');
+  assert.equal((read.result as StatusParams).status, 'disabled', 'a persisted disable stays disabled');
+  assert.equal(backend.requests.filter((r) => r.route.startsWith('remote.')).length, 0);
+});
+
+async function waitUntil(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
