@@ -162,6 +162,11 @@ function tokenState(context: EnrollmentContext): 'valid' | 'window' | 'expired' 
   return token.expiresAtMs <= now + context.timing.refreshWindowMs ? 'window' : 'valid';
 }
 
+/** An attempt shows `connecting`, except that a retry after a failure stays `errored` until it succeeds. */
+function attemptStatus(context: EnrollmentContext): ConnectionStatus {
+  return context.failures > 0 ? 'errored' : 'connecting';
+}
+
 function refreshDeferred(context: EnrollmentContext): boolean {
   return context.nextRefreshAtMs !== null && context.nextRefreshAtMs > context.effects.now();
 }
@@ -305,7 +310,7 @@ export const enrollmentMachine = setup({
             target: 'attempt',
             actions: [
               assign(({ event }) => ({ ids: event.output.ids, token: event.output.token })),
-              { type: 'publish', params: { status: 'connecting' } },
+              { type: 'publish', params: ({ context }) => ({ status: attemptStatus(context) }) },
               { type: 'settleEnable', params: { failure: null } },
             ],
           },
@@ -344,7 +349,7 @@ export const enrollmentMachine = setup({
       after: { untilRefreshAllowed: 'attempt' },
     },
     refreshing: {
-      entry: { type: 'publish', params: { status: 'connecting' } },
+      entry: { type: 'publish', params: ({ context }) => ({ status: attemptStatus(context) }) },
       invoke: {
         src: 'refresh',
         input: ({ context }) => ({ effects: context.effects, ids: context.ids! }),
@@ -392,7 +397,7 @@ export const enrollmentMachine = setup({
       ],
     },
     connecting: {
-      entry: { type: 'publish', params: { status: 'connecting' } },
+      entry: { type: 'publish', params: ({ context }) => ({ status: attemptStatus(context) }) },
       invoke: {
         src: 'connect',
         input: ({ context }) => ({ effects: context.effects, ids: context.ids!, token: context.token! }),

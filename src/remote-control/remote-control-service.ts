@@ -250,7 +250,9 @@ export class RemoteControlService {
   private publish(status: ConnectionStatus, environmentId: string | null, reason: string | null): void {
     const previous = this.status;
     this.status = { status, environmentId, reason };
-    if (status === 'errored' && reason) this.services.log.warn({ reason }, 'remote control: attempt failed');
+    if (status === 'errored' && reason && reason !== previous.reason) {
+      this.services.log.warn({ reason }, 'remote control: attempt failed');
+    }
     if (previous.status === status && previous.environmentId === environmentId) return;
     this.services.log.info({ status, environmentId }, 'remote control status');
     this.hooks.statusChanged(this.status);

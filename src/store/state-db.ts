@@ -18,9 +18,9 @@ export function stateDbPath(codexHome: string): string {
 export function openStateDb(path: string, { busyTimeoutMs = 5000 } = {}): Database.Database {
   // Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
   closeSync(openSync(path, 'a', 0o600));
-  const db = new Database(path);
+  // The timeout applies from the first statement: switching to WAL needs a lock too.
+  const db = new Database(path, { timeout: busyTimeoutMs });
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
-  db.pragma(`busy_timeout = ${busyTimeoutMs}`);
   return db;
 }
