@@ -10,7 +10,7 @@
  *   DELETE /__gatehouse/requests   → 204
  *   POST   /__gatehouse/revoke     body: {"token": "..."} → 204; that bearer now gets 401
  *
- * Remote control (the in-process `backend.remoteControl`, remote-control-socket.ts):
+ * Remote control (the in-process `backend.remoteControl`, remote-relay.ts):
  *
  *   GET    /__gatehouse/remote-control/servers        → 200 the enrolled app-servers
  *   POST   /__gatehouse/remote-control/forget         body: {"server_id": "..."} → 204 (404 if unknown);
@@ -36,8 +36,9 @@ import type { WebSocketServer } from 'ws';
 import type { BackendState } from './exchange.js';
 import { FaultRuleError, type FaultRule } from './faults.js';
 import { HttpError, readJson, refuseUpgrade, sendJson } from './http-io.js';
+import { bridgeRemoteClient } from './remote-client.js';
 import { isTokenTtl, TOKEN_TTL_RULE } from './remote-control.js';
-import { bridgeRemoteClient, RemoteClientError, type RemoteClientOptions } from './remote-control-socket.js';
+import { RemoteClientError, type RemoteClientOptions } from './remote-relay.js';
 
 export const CONTROL_PREFIX = '/__gatehouse';
 const REMOTE = `${CONTROL_PREFIX}/remote-control`;

@@ -11,7 +11,7 @@ import type { Faults } from './faults.js';
 import { sendJson, sendText } from './http-io.js';
 import type { OAuthIssuer } from './oauth-issuer.js';
 import type { RemoteEnrollments } from './remote-control.js';
-import type { RemoteRelay } from './remote-control-socket.js';
+import type { RemoteRelay } from './remote-relay.js';
 import { headerRecord, recordRequest, type RecordedRequest } from './request-log.js';
 import type { RouteName, UNMATCHED_ROUTE } from './routes.js';
 import type { ChatgptUser } from './tokens.js';

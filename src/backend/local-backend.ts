@@ -8,7 +8,7 @@
  *   realtime call creation (routes.ts names them all).
  * - `/backend-api/wham/remote/control/server/...` enrolls app-servers for remote control, issues
  *   their tokens and holds their WebSockets; `backend.remoteControl` acts as remote clients
- *   through them (remote-control.ts, remote-control-socket.ts).
+ *   through them (remote-control.ts, remote-control-socket.ts, remote-relay.ts, remote-client.ts).
  * - `/oauth/authorize` and `/oauth/token` are an OAuth issuer that signs in one configured user.
  * - Faults can be scripted per route (faults.ts), every request is recorded in memory
  *   (request-log.ts), and `/__gatehouse/...` exposes both to other processes (control-api.ts).
@@ -38,7 +38,8 @@ import {
   RemoteEnrollments,
   TOKEN_TTL_RULE,
 } from './remote-control.js';
-import { handleRemoteControlUpgrade, RemoteRelay, type RemoteControl } from './remote-control-socket.js';
+import { handleRemoteControlUpgrade } from './remote-control-socket.js';
+import { RemoteRelay, type RemoteControl } from './remote-relay.js';
 import type { RecordedRequest } from './request-log.js';
 import { handleResponsesUpgrade } from './responses-socket.js';
 import { BACKEND_ROUTES, matchRoute, UNMATCHED_ROUTE, type HttpRouteName } from './routes.js';
@@ -47,15 +48,15 @@ import { DEFAULT_LOCAL_USER, type ChatgptUser } from './tokens.js';
 
 export type { RecordedRequest } from './request-log.js';
 export type { ChatgptUser } from './tokens.js';
-export { RemoteClientError } from './remote-control-socket.js';
+export type { RemoteClient } from './remote-client.js';
+export type { RemoteMessage } from './remote-envelopes.js';
+export { RemoteClientError } from './remote-relay.js';
 export type {
-  RemoteClient,
   RemoteClientOptions,
   RemoteControl,
-  RemoteMessage,
   RemoteServerInfo,
   ServerEnvelopeRecord,
-} from './remote-control-socket.js';
+} from './remote-relay.js';
 
 const MAX_WS_MESSAGE_BYTES = 32 * 1024 * 1024;
 export const CA_CERT_FILE = 'ca.pem';

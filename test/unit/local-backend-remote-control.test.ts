@@ -11,8 +11,9 @@ import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { requestLocalBackend, type BackendResponse } from '../../src/backend/control-client.js';
 import { LocalBackendError, startLocalBackend, type LocalBackend } from '../../src/backend/local-backend.js';
+import type { RemoteClient } from '../../src/backend/remote-client.js';
 import { RemoteEnrollments, rfc3339Seconds } from '../../src/backend/remote-control.js';
-import { RemoteClientError, type RemoteClient } from '../../src/backend/remote-control-socket.js';
+import { RemoteClientError } from '../../src/backend/remote-relay.js';
 import { chatgptClaims, mintJwt } from '../../src/backend/tokens.js';
 
 let backend: LocalBackend;

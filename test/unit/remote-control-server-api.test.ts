@@ -2,7 +2,8 @@
  * Remote control's HTTP side (spec B.2, B.3): endpoint derivation and URL validation, the
  * redacted body preview, and enroll / refresh against a real loopback backend (node:http) —
  * headers and bodies exactly, every failure text, serde_json-style decode errors with their
- * positions, Retry-After, and the token never showing in an error.
+ * positions, Retry-After, and the token never showing in an error; and the RFC 3339 reading of
+ * `expires_at`. The decoder itself is tested in remote-control-serde-json.test.ts.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,13 +18,11 @@ import {
   previewBody,
   requestIdSuffix,
 } from '../../src/remote-control/body-preview.js';
+import { parseRfc3339 } from '../../src/remote-control/rfc3339.js';
 import {
   RemoteControlCallError,
-  decodeStruct,
   enrollServer,
-  parseRfc3339,
   refreshServerToken,
-  type SerdeStruct,
 } from '../../src/remote-control/server-api.js';
 
 type T = { after(fn: () => unknown): void };
@@ -485,83 +484,6 @@ test('enroll: an aborted call', async (t) => {
   const error = await pending;
   assert.ok(error instanceof RemoteControlCallError);
   assert.equal(error.kind, 'aborted');
-});
-
-// --- the serde_json-style decoder -------------------------------------------------------------
-
-const SHAPE: SerdeStruct = {
-  name: 'Shape',
-  fields: { id: 'string', note: 'optionalString', claimed: 'bool' },
-};
-
-function decodeError(text: string, shape: SerdeStruct = SHAPE): string {
-  const result = decodeStruct(Buffer.from(text, 'utf8'), shape);
-  assert.equal(result.ok, false, text);
-  return result.ok ? '' : result.error;
-}
-
-test('decoder: values, unknown members skipped, Option fields', () => {
-  assert.deepEqual(
-    decodeStruct(Buffer.from('{"id":"a\\u00e9\\ud83d\\ude00\\n","claimed":true,"x":[1,{"y":null}]}'), SHAPE),
-    {
-      ok: true,
-      value: { id: 'aé😀\n', claimed: true, note: null },
-    },
-  );
-  assert.deepEqual(decodeStruct(Buffer.from(' {"note":"n","claimed":false,"id":"é"} \n'), SHAPE), {
-    ok: true,
-    value: { note: 'n', claimed: false, id: 'é' },
-  });
-});
-
-test('decoder: serde_json texts and positions', () => {
-  // Positions are 1-based columns of the byte where serde_json stopped, counted in bytes.
-  assert.equal(decodeError('{"id":"x"}'), 'missing field `claimed` at line 1 column 10');
-  assert.equal(decodeError('{\n  "id": "é"\n}'), 'missing field `claimed` at line 3 column 1');
-  assert.equal(
-    decodeError('{"id":"é","claimed":1.50}'),
-    'invalid type: floating point `1.5`, expected a boolean at line 1 column 25',
-  );
-  assert.equal(
-    decodeError('{"id":-0}'),
-    'invalid type: floating point `-0.0`, expected a string at line 1 column 8',
-  );
-  assert.equal(
-    decodeError('{"id":1e21}'),
-    'invalid type: floating point `1e21`, expected a string at line 1 column 10',
-  );
-  assert.equal(
-    decodeError('{"id":-12}'),
-    'invalid type: integer `-12`, expected a string at line 1 column 9',
-  );
-  assert.equal(
-    decodeError('{"id":true}'),
-    'invalid type: boolean `true`, expected a string at line 1 column 10',
-  );
-  assert.equal(decodeError('{"id":null}'), 'invalid type: null, expected a string at line 1 column 10');
-  assert.equal(decodeError('{"id":[1]}'), 'invalid type: sequence, expected a string at line 1 column 6');
-  assert.equal(decodeError('{"id":{}}'), 'invalid type: map, expected a string at line 1 column 6');
-  assert.equal(
-    decodeError('{"claimed":"yes"}'),
-    'invalid type: string "yes", expected a boolean at line 1 column 16',
-  );
-  assert.equal(decodeError('{"id":"a","id":"b"}'), 'duplicate field `id` at line 1 column 14');
-  assert.equal(decodeError('{"id":"a","claimed":true} x'), 'trailing characters at line 1 column 27');
-  assert.equal(decodeError('{"id":"a",}'), 'trailing comma at line 1 column 11');
-  assert.equal(decodeError('{"id":"a" "x":1}'), 'expected `,` or `}` at line 1 column 11');
-  assert.equal(decodeError('{"id" "a"}'), 'expected `:` at line 1 column 7');
-  assert.equal(decodeError('{id:1}'), 'key must be a string at line 1 column 2');
-  assert.equal(decodeError('{"id":"a'), 'EOF while parsing a string at line 1 column 8');
-  assert.equal(decodeError('{"id":"a"'), 'EOF while parsing an object at line 1 column 9');
-  assert.equal(decodeError('{"x":tru}'), 'expected ident at line 1 column 9');
-  assert.equal(decodeError('{"x":[1,]}'), 'expected value at line 1 column 9');
-  assert.equal(decodeError('{"x":01}'), 'invalid number at line 1 column 7');
-  assert.equal(decodeError('{"x":"\\q"}'), 'invalid escape at line 1 column 8');
-  assert.equal(
-    decodeError('{"x":"a\tb"}'),
-    'control character (\\u0000-\\u001F) found while parsing a string at line 1 column 8',
-  );
-  assert.equal(decodeError('nope'), 'expected ident at line 1 column 2');
 });
 
 test('RFC 3339: offsets, fractions, and the time crate wording for the rest', () => {
