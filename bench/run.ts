@@ -22,8 +22,14 @@
  *  6. `device/key/sign` over stdio per provider (SoftHSM2; swtpm when installed) against raw
  *     `crypto.sign` on every core (`device-keys.ts`).
  *
- * BENCH_ONLY (`stdio`, `relay` or `device-keys`: run one part), BENCH_SIGN_N (sign requests per
- * provider, 20000), BENCH_SIGN_IN_FLIGHT (256).
+ *  7. `account/read` from remote clients through the local backend's remote-control relay against
+ *     the same request over stdio to the same gatehouse process (`remote-control.ts`).
+ *
+ * BENCH_ONLY (`stdio`, `relay`, `device-keys` or `remote-control`: run one part), BENCH_SIGN_N
+ * (sign requests per provider, 20000), BENCH_SIGN_IN_FLIGHT (256), BENCH_RC_RTT_N (sequential
+ * account/read per round and path, 1000), BENCH_RC_N (account/read per round and path at
+ * BENCH_RC_CLIENTS x BENCH_RC_IN_FLIGHT in flight, 10000), BENCH_RC_CLIENTS (remote clients, 8),
+ * BENCH_RC_IN_FLIGHT (per remote client, 8).
  */
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
@@ -44,6 +50,7 @@ import {
 import { median } from './stats.js';
 import { runRelayBench, type RelayReport } from './relay.js';
 import { runDeviceKeyBench } from './device-keys.js';
+import { runRemoteControlBench, type ReadSummary } from './remote-control.js';
 
 function envInt(name: string, fallback: number, min = 1): number {
   const raw = process.env[name];
@@ -65,7 +72,11 @@ const RELAY_TURNS = envInt('BENCH_RELAY_TURNS', 25);
 const REFRESH_SAMPLES = envInt('BENCH_REFRESH', 30);
 const SIGN_N = envInt('BENCH_SIGN_N', 20_000);
 const SIGN_IN_FLIGHT = envInt('BENCH_SIGN_IN_FLIGHT', 256);
-const PARTS = ['stdio', 'relay', 'device-keys'];
+const RC_RTT_N = envInt('BENCH_RC_RTT_N', 1000);
+const RC_N = envInt('BENCH_RC_N', 10_000);
+const RC_CLIENTS = envInt('BENCH_RC_CLIENTS', 8);
+const RC_IN_FLIGHT = envInt('BENCH_RC_IN_FLIGHT', 8);
+const PARTS = ['stdio', 'relay', 'device-keys', 'remote-control'];
 const ONLY = process.env.BENCH_ONLY;
 if (ONLY !== undefined && !PARTS.includes(ONLY)) {
   throw new Error(`BENCH_ONLY must be one of ${PARTS.join(', ')}, got '${ONLY}'`);
@@ -100,6 +111,7 @@ async function main(): Promise<number> {
     if (runs('stdio')) await bench(home, homes);
     if (runs('relay')) await relayBench();
     if (runs('device-keys')) await deviceKeyBench();
+    if (runs('remote-control')) await remoteControlBench();
     return 0;
   } finally {
     killAll();
@@ -316,6 +328,58 @@ async function deviceKeyBench(): Promise<void> {
   for (const s of report.skipped) console.log(`  skipped: ${s}`);
   mkdirSync(resultsDir, { recursive: true });
   const file = join(resultsDir, 'device-keys.json');
+  writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), ...report }, null, 2) + '\n');
+  console.log(`\nFigures written to ${file}`);
+}
+
+async function remoteControlBench(): Promise<void> {
+  const report = await runRemoteControlBench({
+    rttRequests: RC_RTT_N,
+    requests: RC_N,
+    clients: RC_CLIENTS,
+    inFlightPerClient: RC_IN_FLIGHT,
+    rounds: ROUNDS,
+    nodeArgs: profArgs(),
+    progress,
+  });
+  const inFlight = RC_CLIENTS * RC_IN_FLIGHT;
+  const w = [44, 11, 9, 9, 28];
+  console.log('');
+  console.log(row(['Remote control (account/read)', 'msgs/s', 'p50 ms', 'p99 ms', 'msgs/s per round'], w));
+  const loadRow = (label: string, x: ReadSummary) =>
+    console.log(
+      row(
+        [
+          label,
+          int(x.msgsPerSec),
+          ms(x.p50Ms),
+          ms(x.p99Ms),
+          x.rounds.map((o) => int(o.msgsPerSec)).join(' / '),
+        ],
+        w,
+      ),
+    );
+  loadRow('  local stdio, 1 in flight (RTT)', report.local.rtt);
+  loadRow('  remote via the relay, 1 in flight (RTT)', report.remote.rtt);
+  loadRow(`  local stdio, ${inFlight} in flight`, report.local.pipelined);
+  loadRow(`  remote, ${RC_CLIENTS} clients x ${RC_IN_FLIGHT} in flight`, report.remote.pipelined);
+  const q = [44, 11];
+  const { ratios, overheadUs } = report;
+  console.log('');
+  console.log('Ratios remote / local');
+  console.log(row(['  RTT p50', ratio(ratios.rttP50)], q));
+  console.log(row(['  RTT p99', ratio(ratios.rttP99)], q));
+  console.log(row([`  msgs/s at ${inFlight} in flight`, ratio(ratios.pipelinedMsgsPerSec)], q));
+  console.log(row([`  p50 at ${inFlight} in flight`, ratio(ratios.pipelinedP50)], q));
+  console.log(row([`  p99 at ${inFlight} in flight`, ratio(ratios.pipelinedP99)], q));
+  console.log('');
+  console.log(row(['Relay overhead', 'µs'], q));
+  console.log(row(['  per round trip (RTT p50 remote - local)', overheadUs.roundTripP50.toFixed(1)], q));
+  console.log(
+    row([`  per message at ${inFlight} in flight (1/rate)`, overheadUs.perMessageUnderLoad.toFixed(1)], q),
+  );
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, 'remote-control.json');
   writeFileSync(file, JSON.stringify({ when: new Date().toISOString(), ...report }, null, 2) + '\n');
   console.log(`\nFigures written to ${file}`);
 }
