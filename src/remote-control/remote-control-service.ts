@@ -9,6 +9,7 @@
  * name of its own client. Tokens stay in the machine's memory; only ids reach SQLite, and every
  * text that leaves here (errors, logs, statuses) is built from redacted backend previews.
  */
+import { randomUUID } from 'node:crypto';
 import { createActor, type Actor } from 'xstate';
 import type { BrokerServices } from '../broker/services.js';
 import type { HandlerTable } from '../broker/handlers.js';
@@ -34,7 +35,7 @@ import {
 } from './client-tracker.js';
 import { remoteControlEndpoints, type RemoteControlEndpoints } from './endpoints.js';
 import { EnrollmentStore, EnrollmentStoreError, type EnrollmentKey } from './enrollment-store.js';
-import { serverIdentity, type ServerIdentity } from './server-identity.js';
+import { serverIdentity, serverName, type ServerIdentity } from './server-identity.js';
 import { enrollServer, refreshServerToken, RemoteControlCallError, type ServerToken } from './server-api.js';
 import { openRelaySocket, RelayHandshakeError, type RelaySocket } from './relay-socket.js';
 
@@ -144,6 +145,8 @@ export class RemoteControlService {
     if (this.closed) return;
     this.closed = true;
     this.actor.stop();
+    const stopping = new StepFailure('fatal', 'the broker is shutting down');
+    for (const resolve of this.enableWaiters.splice(0)) resolve(stopping);
     this.dropSocket();
     this.tracker.closeAll();
     this.agents.destroy();
@@ -211,7 +214,18 @@ export class RemoteControlService {
   }
 
   private identity(): ServerIdentity {
-    this.identityCache ??= serverIdentity(this.services.codexHome);
+    if (!this.identityCache) {
+      try {
+        this.identityCache = serverIdentity(this.services.codexHome);
+      } catch (e) {
+        // An unwritable CODEX_HOME must not break the status every connection is greeted with.
+        this.services.log.warn(
+          { err: (e as Error).message },
+          'remote control: cannot keep installation_id; using one for this run only',
+        );
+        this.identityCache = { serverName: serverName(), installationId: randomUUID() };
+      }
+    }
     return this.identityCache;
   }
 

@@ -18,7 +18,11 @@ export interface ServerIdentity {
 }
 
 export function serverIdentity(codexHome: string): ServerIdentity {
-  return { serverName: hostname().trim(), installationId: installationId(codexHome) };
+  return { serverName: serverName(), installationId: installationId(codexHome) };
+}
+
+export function serverName(): string {
+  return hostname().trim();
 }
 
 export function installationId(codexHome: string): string {

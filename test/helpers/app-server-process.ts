@@ -56,7 +56,12 @@ export interface InitializeOptions {
   optOutNotificationMethods?: string[] | null;
   /** Replaces the whole `capabilities` member (takes precedence over the three flags above). */
   capabilities?: unknown;
+  /** Leave the `remoteControl/status/changed` greeting in the inbox for the test to read. */
+  keepGreeting?: boolean;
 }
+
+/** The notification every connection gets right after `initialize`. */
+const GREETING = 'remoteControl/status/changed';
 
 export function initializeParams(opts: InitializeOptions = {}): Record<string, unknown> {
   const clientInfo: Record<string, unknown> = {
@@ -221,9 +226,27 @@ abstract class RpcPeer {
     return this.readUntilResponse(sent);
   }
 
-  /** Sends `initialize` and returns the reply (response or error). */
-  initialize(opts: InitializeOptions = {}): Promise<RpcMessage> {
-    return this.request('initialize', initializeParams(opts), opts.id);
+  /**
+   * Sends `initialize` and returns the reply (response or error). Every initialized connection is
+   * then greeted with `remoteControl/status/changed` (spec B.1); that greeting is read here, so a
+   * test sees what follows it, unless `keepGreeting` is set or the client opted out of it. It
+   * stays in `messages` either way.
+   */
+  async initialize(opts: InitializeOptions = {}): Promise<RpcMessage> {
+    const reply = await this.request('initialize', initializeParams(opts), opts.id);
+    const caps = (opts.capabilities ?? { optOutNotificationMethods: opts.optOutNotificationMethods }) as {
+      optOutNotificationMethods?: unknown;
+    } | null;
+    const optOut = caps?.optOutNotificationMethods;
+    const optedOut = Array.isArray(optOut) && optOut.includes(GREETING);
+    if (reply.result !== undefined && !opts.keepGreeting && !optedOut) {
+      await this.inbox.readUntil(
+        (m) => m.method === GREETING,
+        'the remote-control status greeting',
+        this.readTimeoutMs,
+      );
+    }
+    return reply;
   }
 
   /** Reads (and consumes) messages until the response or error for `id`. */

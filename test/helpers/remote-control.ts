@@ -38,6 +38,7 @@ export async function startRemoteControlServer(
   });
   t.after(() => client.dispose());
   const init = await client.initialize({
+    keepGreeting: true,
     experimentalApi: opts.experimental ?? true,
     ...(opts.clientName !== undefined ? { name: opts.clientName } : {}),
   });

@@ -113,11 +113,17 @@ function apiKey(): string {
   return `sk-test-${randomBytes(12).toString('hex')}`;
 }
 
-/** Sends a request and requires its answer to be the very next message. */
+/**
+ * Sends a request and requires its answer to be the very next message. A successful `initialize`
+ * is followed by the remote-control status greeting every connection gets; it is read here too.
+ */
 async function call(client: TestClient, method: string, params?: unknown): Promise<RpcMessage> {
   const id = await client.sendRequest(method, params);
   const m = await client.next();
   assert.ok(isResponseTo(id)(m), `expected the answer to ${String(id)} first, got ${client.rawLine(m)}`);
+  if (method === 'initialize' && m.result) {
+    assert.equal((await client.next()).method, 'remoteControl/status/changed');
+  }
   return m;
 }
 
