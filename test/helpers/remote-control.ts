@@ -3,7 +3,8 @@
  * local backend, with short retry delays, and ways to follow its status notifications.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LocalBackend } from '../../src/backend/local-backend.js';
 import { TestClient, type RpcMessage } from './app-server-process.js';
@@ -86,4 +87,11 @@ export function filesUnder(dir: string): { path: string; text: string }[] {
     .map((name) => join(dir, name))
     .filter((path) => statSync(path).isFile())
     .map((path) => ({ path, text: readFileSync(path, 'latin1') }));
+}
+
+/** A CODEX_HOME that outlives one server (restart tests), removed when the test ends. */
+export function tempHome(t: { after(fn: () => void): void }): string {
+  const home = mkdtempSync(join(tmpdir(), 'gatehouse-rc-'));
+  t.after(() => rmSync(home, { recursive: true, force: true }));
+  return home;
 }

@@ -6,14 +6,14 @@
  * local client unaffected.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { chatgptToken, useLocalBackend } from '../helpers/local-backend.js';
 import {
   loginWithTokens,
+  tempHome,
   startRemoteControlServer,
   statusReached,
   statusTrail,
@@ -22,12 +22,6 @@ import {
 import type { TestClient } from '../helpers/app-server-process.js';
 
 const backend = useLocalBackend();
-
-function tempHome(t: { after(fn: () => void): void }): string {
-  const home = mkdtempSync(join(tmpdir(), 'gatehouse-rcf-'));
-  t.after(() => rmSync(home, { recursive: true, force: true }));
-  return home;
-}
 
 /** `route:status` of the remote-control requests the backend saw, in order. */
 function remoteTrail(): string[] {

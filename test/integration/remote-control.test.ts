@@ -4,8 +4,7 @@
  * connections, persistence across a restart with the token never written, disable.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -17,6 +16,7 @@ import { skippedFor } from '../helpers/skip-loudly.js';
 import { softhsmMissing } from '../helpers/softhsm.js';
 import {
   filesUnder,
+  tempHome,
   loginWithTokens,
   startRemoteControlServer,
   statusReached,
@@ -25,12 +25,6 @@ import {
 } from '../helpers/remote-control.js';
 
 const backend = useLocalBackend();
-
-function tempHome(t: { after(fn: () => void): void }): string {
-  const home = mkdtempSync(join(tmpdir(), 'gatehouse-rc-'));
-  t.after(() => rmSync(home, { recursive: true, force: true }));
-  return home;
-}
 
 interface EnrollmentRow {
   websocket_url: string;
