@@ -5,7 +5,8 @@
  * that `/__gatehouse/remote-control/client` (control-api.ts) bridges to a stream.
  */
 import { WebSocket } from 'ws';
-import { isObject, rawText, type RemoteMessage } from './remote-envelopes.js';
+import { isObject, type RemoteMessage } from './remote-envelopes.js';
+import { frameText } from './upgrade.js';
 import type { RemoteRelay } from './remote-relay.js';
 import type { RemoteStream, StreamSink, StreamTarget } from './remote-stream.js';
 import { Waiter } from './waiter.js';
@@ -181,7 +182,7 @@ export function bridgeRemoteClient(relay: RemoteRelay, ws: WebSocket, target: St
     if (stream.ended) return;
     let message: unknown;
     try {
-      message = isBinary ? undefined : JSON.parse(rawText(data));
+      message = isBinary ? undefined : JSON.parse(frameText(data));
     } catch {
       message = undefined;
     }

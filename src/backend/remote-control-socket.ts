@@ -14,8 +14,9 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData, type WebSocketServer } from 'ws';
 import { noteRequest, type BackendState } from './exchange.js';
-import { reasonBody, refuseUpgrade, sleep } from './http-io.js';
-import { ackFor, parseServerEnvelope, rawText } from './remote-envelopes.js';
+import { refuseUpgrade, sleep } from './http-io.js';
+import { ackFor, parseServerEnvelope } from './remote-envelopes.js';
+import { frameText, takeUpgradeFault } from './upgrade.js';
 
 export async function handleRemoteControlUpgrade(
   state: BackendState,
@@ -35,27 +36,8 @@ export async function handleRemoteControlUpgrade(
       headers: req.headers,
     });
 
-  const fault = state.faults.take('remote.ws');
-  let budget = Infinity;
-  if (fault?.kind === 'slow' && !(await sleep(fault.delayMs, state.signal))) {
-    socket.destroy();
-    return;
-  }
-  if (fault?.kind === 'status') {
-    note(fault.status);
-    const headers: Record<string, string> =
-      fault.retryAfterSec === undefined ? {} : { 'retry-after': String(fault.retryAfterSec) };
-    refuseUpgrade(socket, fault.status, fault.body ?? reasonBody(fault.status), headers);
-    return;
-  }
-  if (fault?.kind === 'disconnect') {
-    if (!fault.afterEvents) {
-      note(0);
-      socket.destroy();
-      return;
-    }
-    budget = fault.afterEvents;
-  }
+  const budget = await takeUpgradeFault(state, 'remote.ws', socket, note);
+  if (budget === null) return;
 
   const serverId = req.headers['x-codex-server-id'];
   const admission = state.remoteEnrollments.admit(
@@ -105,7 +87,7 @@ class ServerSocketSession {
     if (isBinary || this.ws.readyState !== WebSocket.OPEN) return;
     let parsed: unknown;
     try {
-      parsed = JSON.parse(rawText(data));
+      parsed = JSON.parse(frameText(data));
     } catch {
       parsed = undefined;
     }
@@ -113,7 +95,7 @@ class ServerSocketSession {
     const cutAfterThis = this.received >= this.budget;
     const envelope = parseServerEnvelope(parsed);
     if (!envelope) {
-      this.note(400, parsed ?? rawText(data));
+      this.note(400, parsed ?? frameText(data));
       if (cutAfterThis) this.cut();
       return;
     }

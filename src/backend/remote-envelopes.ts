@@ -4,7 +4,6 @@
  * and the acks the backend answers them with. This is the backend's own reading, written apart
  * from the app-server's (src/remote-control/envelopes.ts) so that the two check each other.
  */
-import type { RawData } from 'ws';
 
 /** Limits of a reassembled server message (spec B.5). */
 const MAX_SEGMENTS = 1024;
@@ -76,9 +75,4 @@ export function isObject(value: unknown): value is Record<string, unknown> {
 
 function isCount(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-}
-
-export function rawText(data: RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return (Buffer.isBuffer(data) ? data : Buffer.from(data)).toString('utf8');
 }

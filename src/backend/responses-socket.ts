@@ -13,6 +13,7 @@ import { checkBearer, UNAUTHORIZED_BODY } from './bearer.js';
 import { noteRequest, type BackendState } from './exchange.js';
 import type { FaultAction } from './faults.js';
 import { reasonBody, refuseUpgrade, sleep } from './http-io.js';
+import { frameText, takeUpgradeFault } from './upgrade.js';
 import {
   parseResponsesRequest,
   playEvents,
@@ -42,25 +43,10 @@ export async function handleResponsesUpgrade(
     return;
   }
 
-  const fault = state.faults.take('responses.ws');
-  let socketBudget = Infinity;
-  if (fault?.kind === 'slow' && !(await sleep(fault.delayMs, state.signal))) {
-    socket.destroy();
-    return;
-  }
-  if (fault?.kind === 'status') {
-    note('responses.ws', fault.status);
-    refuseUpgrade(socket, fault.status, fault.body ?? reasonBody(fault.status), retryAfter(fault));
-    return;
-  }
-  if (fault?.kind === 'disconnect') {
-    if (!fault.afterEvents) {
-      note('responses.ws', 0);
-      socket.destroy();
-      return;
-    }
-    socketBudget = fault.afterEvents;
-  }
+  const socketBudget = await takeUpgradeFault(state, 'responses.ws', socket, (status) =>
+    note('responses.ws', status),
+  );
+  if (socketBudget === null) return;
 
   const verdict = checkBearer(req.headers.authorization, state.revoked);
   if (!verdict.ok) {
@@ -103,7 +89,7 @@ class ResponsesSocketSession {
       if (isBinary) throw new ResponsesRequestError('binary frames are not supported: send JSON text frames');
       let frame: unknown;
       try {
-        frame = JSON.parse(rawText(data));
+        frame = JSON.parse(frameText(data));
       } catch {
         throw new ResponsesRequestError('the frame is not JSON');
       }
@@ -170,13 +156,4 @@ class ResponsesSocketSession {
 
 function cutAfterOf(fault: FaultAction | undefined): number {
   return fault?.kind === 'disconnect' ? (fault.afterEvents ?? 0) : Infinity;
-}
-
-function retryAfter(fault: { retryAfterSec?: number }): Record<string, string> {
-  return fault.retryAfterSec === undefined ? {} : { 'retry-after': String(fault.retryAfterSec) };
-}
-
-function rawText(data: RawData): string {
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return (Buffer.isBuffer(data) ? data : Buffer.from(data)).toString('utf8');
 }
