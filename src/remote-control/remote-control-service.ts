@@ -37,7 +37,7 @@ import { remoteControlEndpoints, type RemoteControlEndpoints } from './endpoints
 import { EnrollmentStore, EnrollmentStoreError, type EnrollmentKey } from './enrollment-store.js';
 import { serverIdentity, serverName, type ServerIdentity } from './server-identity.js';
 import { enrollServer, refreshServerToken, RemoteControlCallError, type ServerToken } from './server-api.js';
-import { openRelaySocket, RelayHandshakeError, type RelaySocket } from './relay-socket.js';
+import type { RelayHandshakeError, RelaySocket } from './relay-socket.js';
 
 export const NEEDS_CHATGPT = 'remote control requires ChatGPT authentication';
 export const NO_API_KEY = 'remote control requires ChatGPT authentication; API key auth is not supported';
@@ -371,6 +371,8 @@ export class RemoteControlService {
 
   private async connectNow(ids: EnrollmentIds, token: CachedToken, signal: AbortSignal): Promise<void> {
     const identity = this.identity();
+    // Loaded on first use: ws stays off the start-up path of brokers that never enable remote control.
+    const { openRelaySocket } = await import('./relay-socket.js');
     let socket: RelaySocket;
     try {
       socket = await openRelaySocket({
@@ -496,15 +498,14 @@ function callFailure(e: unknown): StepFailure {
 }
 
 function handshakeFailure(e: unknown): StepFailure {
-  if (!(e instanceof RelayHandshakeError)) {
-    return failure('transient', e instanceof Error ? e.message : String(e));
-  }
-  switch (e.kind) {
+  if (!(e instanceof Error) || !('kind' in e)) return failure('transient', String(e));
+  const refused = e as RelayHandshakeError;
+  switch (refused.kind) {
     case 'unauthorized':
-      return failure('unauthorized', e.message);
+      return failure('unauthorized', refused.message);
     case 'serverGone':
-      return failure('serverGone', e.message);
+      return failure('serverGone', refused.message);
     default:
-      return failure('transient', e.message, undefined, e.retryAfterMs);
+      return failure('transient', refused.message, undefined, refused.retryAfterMs);
   }
 }
