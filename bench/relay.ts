@@ -19,12 +19,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { startLocalBackend, type LocalBackend } from '../src/backend/local-backend.js';
-import { chatgptClaims, mintJwt } from '../src/backend/tokens.js';
 import { DEFAULT_INSTRUCTIONS, responsesBody } from '../src/relay/outbound-headers.js';
-import { LineChild, withTimeout } from './line-child.js';
+import {
+  BENCH_IDENTITY,
+  benchToken,
+  FIRST_FREE_ID,
+  startGatehouse,
+  type RpcMessage,
+} from './gatehouse-child.js';
+import { withTimeout, type LineChild } from './line-child.js';
 import { median, percentile, sortedCopy } from './stats.js';
 
 export interface RelayBenchOptions {
@@ -71,17 +76,9 @@ export interface RelayReport {
   retries: { count: number; first: string | null };
 }
 
-const IDENTITY = {
-  email: 'bench@example.com',
-  accountId: 'acct-bench',
-  userId: 'user-bench',
-  planType: 'plus',
-};
 const TURN_TIMEOUT_MS = 30_000;
 const PROMPT = 'Hello, relay!';
 const EXPECTED_TEXT = `Echo: ${PROMPT}`;
-
-const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 export async function runRelayBench(options: RelayBenchOptions): Promise<RelayReport> {
   const codexHome = mkdtempSync(join(tmpdir(), 'gatehouse-bench-relay-'));
@@ -89,7 +86,7 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayRe
   let client: RpcClient | undefined;
   let attesting: RpcClient | undefined;
   try {
-    client = await startGatehouse(backend, codexHome, options.nodeArgs);
+    client = await startRelayClient(backend, codexHome, options.nodeArgs);
     options.progress(`relay warm-up: ${options.threads} threads x 2 turns, each path`);
     await directTurns(backend, client.token, options.threads, 2);
     await relayTurns(client, options.threads, 2);
@@ -107,7 +104,7 @@ export async function runRelayBench(options: RelayBenchOptions): Promise<RelayRe
     );
     const refresh = await refreshCost(backend, client, options.refreshSamples);
     options.progress(`attestation: ${options.refreshSamples} turns on new threads each, with and without`);
-    attesting = await startGatehouse(backend, codexHome, options.nodeArgs, { requestAttestation: true });
+    attesting = await startRelayClient(backend, codexHome, options.nodeArgs, { requestAttestation: true });
     const attestation = await attestationCost(backend, client, attesting, options.refreshSamples);
     await attesting.close();
     await client.close();
@@ -304,51 +301,30 @@ function attestedHandshakes(backend: LocalBackend): number {
 // ---------------------------------------------------------------------------------------------
 // A host over stdio: answers refresh requests at once with a new token, checks every turn.
 
-interface RpcMessage {
-  id?: number;
-  method?: string;
-  params?: Record<string, unknown>;
-  result?: Record<string, unknown>;
-  error?: { code: number; message: string };
-}
-
-async function startGatehouse(
+/** A gatehouse child logged in with a fresh host-owned token, spoken to through an RpcClient. */
+async function startRelayClient(
   backend: LocalBackend,
   codexHome: string,
   nodeArgs: string[],
   capabilities: { requestAttestation?: boolean } = {},
 ): Promise<RpcClient> {
-  const child = new LineChild({
+  const accessToken = freshToken();
+  const child = await startGatehouse(backend, {
     label: 'gatehouse (relay)',
-    args: [...nodeArgs, cli, 'app-server', '-c', `chatgpt_base_url=${backend.chatgptBaseUrl}`],
-    env: {
-      ...process.env,
-      CODEX_HOME: codexHome,
-      CODEX_CA_CERTIFICATE: backend.caCertPath,
-      GATEHOUSE_LOG: 'warn',
-    },
+    codexHome,
+    nodeArgs,
+    capabilities,
+    accessToken,
   });
-  const client = new RpcClient(child);
-  await client.call('initialize', {
-    clientInfo: { name: 'bench', version: '1' },
-    capabilities: { experimentalApi: true, ...capabilities },
-  });
-  await client.call('account/login/start', {
-    type: 'chatgptAuthTokens',
-    accessToken: client.token,
-    chatgptAccountId: IDENTITY.accountId,
-  });
-  return client;
+  return new RpcClient(child, accessToken);
 }
 
 class RpcClient {
-  /** The access token the host last handed to Gatehouse. */
-  token = freshToken();
   refreshRequests = 0;
   attestationRequests = 0;
   /** `error` notifications with `willRetry` and `warning`s: a clean run has none. */
   readonly retries: string[] = [];
-  private nextId = 1;
+  private nextId = FIRST_FREE_ID;
   private readonly calls = new Map<
     number,
     { resolve: (m: RpcMessage) => void; reject: (e: Error) => void }
@@ -358,7 +334,11 @@ class RpcClient {
     { resolve: () => void; reject: (e: Error) => void; text: string }
   >();
 
-  constructor(private readonly child: LineChild) {
+  constructor(
+    private readonly child: LineChild,
+    /** The access token the host last handed to Gatehouse. */
+    public token: string,
+  ) {
     child.onLine = (line) => this.receive(JSON.parse(line) as RpcMessage);
   }
 
@@ -400,7 +380,11 @@ class RpcClient {
     if (m.method === 'account/chatgptAuthTokens/refresh' && m.id !== undefined) {
       this.refreshRequests++;
       this.token = freshToken();
-      const result = { accessToken: this.token, chatgptAccountId: IDENTITY.accountId, chatgptPlanType: null };
+      const result = {
+        accessToken: this.token,
+        chatgptAccountId: BENCH_IDENTITY.accountId,
+        chatgptPlanType: null,
+      };
       this.child.write(`${JSON.stringify({ id: m.id, result })}\n`);
       return;
     }
@@ -437,5 +421,5 @@ class RpcClient {
 let minted = 0;
 function freshToken(): string {
   minted++;
-  return mintJwt(chatgptClaims({ ...IDENTITY, expiresInSec: 3600 + minted }));
+  return benchToken(3600 + minted);
 }

@@ -18,16 +18,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { startLocalBackend, type LocalBackend, type RemoteClient } from '../src/backend/local-backend.js';
 import {
-  startLocalBackend,
-  type LocalBackend,
-  type RemoteClient,
-  type RemoteMessage,
-} from '../src/backend/local-backend.js';
-import { chatgptClaims, mintJwt } from '../src/backend/tokens.js';
-import { LineChild, withTimeout } from './line-child.js';
+  BENCH_IDENTITY,
+  benchToken,
+  FIRST_FREE_ID,
+  SETUP_TIMEOUT_MS,
+  setupCall,
+  startGatehouse,
+} from './gatehouse-child.js';
+import type { LineChild } from './line-child.js';
 import { median, percentile, sortedCopy } from './stats.js';
+import { runClosedLoop, type Answer, type Connection } from './stdio-load.js';
 
 export interface RemoteControlBenchOptions {
   /** Sequential requests per round and path (1 in flight). */
@@ -73,17 +75,8 @@ export interface RemoteControlReport {
   };
 }
 
-const IDENTITY = {
-  email: 'bench@example.com',
-  accountId: 'acct-bench',
-  userId: 'user-bench',
-  planType: 'plus',
-};
-const SETUP_TIMEOUT_MS = 15_000;
 /** Request ids of the loads over stdio start here, past the set-up calls. */
 const FIRST_LOAD_ID = 1000;
-
-const cli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 /** Count-bounded loads still get a deadline: a floor of 500 requests/s, at least 30 s. */
 function loadTimeoutMs(requests: number): number {
@@ -113,13 +106,13 @@ export async function runRemoteControlBench(
     }
 
     const inFlight = options.clients * options.inFlightPerClient;
-    const local = new StdioReads(child);
+    const local: Connection = { child, nextId: FIRST_LOAD_ID };
     const first = clients[0]!;
     const warmRequests = Math.min(options.requests, 2000);
     const warmRtt = Math.min(options.rttRequests, 500);
     options.progress(`remote control warm-up: ${warmRequests} pipelined + ${warmRtt} sequential, each path`);
-    await local.run(warmRequests, inFlight);
-    await local.run(warmRtt, 1);
+    await stdioReads(local, warmRequests, inFlight);
+    await stdioReads(local, warmRtt, 1);
     await remoteReads(clients, warmRequests, options.inFlightPerClient);
     await remoteReads([first], warmRtt, 1);
 
@@ -131,11 +124,11 @@ export async function runRemoteControlBench(
       );
       rounds.push([
         {
-          local: await local.run(options.rttRequests, 1),
+          local: await stdioReads(local, options.rttRequests, 1),
           remote: await remoteReads([first], options.rttRequests, 1),
         },
         {
-          local: await local.run(options.requests, inFlight),
+          local: await stdioReads(local, options.requests, inFlight),
           remote: await remoteReads(clients, options.requests, options.inFlightPerClient),
         },
       ]);
@@ -186,44 +179,22 @@ export async function runRemoteControlBench(
 // ---------------------------------------------------------------------------------------------
 // Set-up over stdio: initialize (experimentalApi), host-owned tokens, remoteControl/enable.
 
-interface RpcMessage {
-  id?: number;
-  method?: string;
-  params?: Record<string, unknown>;
-  result?: Record<string, unknown>;
-  error?: { code: number; message: string };
-}
-
 async function startEnabledGatehouse(
   backend: LocalBackend,
   codexHome: string,
   nodeArgs: string[],
 ): Promise<LineChild> {
-  const child = new LineChild({
+  const child = await startGatehouse(backend, {
     label: 'gatehouse (remote control)',
-    args: [...nodeArgs, cli, 'app-server', '-c', `chatgpt_base_url=${backend.chatgptBaseUrl}`],
-    env: {
-      ...process.env,
-      CODEX_HOME: codexHome,
-      CODEX_CA_CERTIFICATE: backend.caCertPath,
-      GATEHOUSE_LOG: 'warn',
-    },
+    codexHome,
+    nodeArgs,
+    accessToken: benchToken(3600),
   });
   try {
-    await setupCall(child, 1, 'initialize', {
-      clientInfo: { name: 'bench', version: '1' },
-      capabilities: { experimentalApi: true },
-    });
-    const accessToken = mintJwt(chatgptClaims({ ...IDENTITY, expiresInSec: 3600 }));
-    await setupCall(child, 2, 'account/login/start', {
-      type: 'chatgptAuthTokens',
-      accessToken,
-      chatgptAccountId: IDENTITY.accountId,
-    });
     // enable answers `connecting` once enrolled; the socket is up at the `connected` notification.
     await setupCall(
       child,
-      3,
+      FIRST_FREE_ID,
       'remoteControl/enable',
       {},
       (m) => m.method === 'remoteControl/status/changed' && m.params?.status === 'connected',
@@ -235,112 +206,27 @@ async function startEnabledGatehouse(
   }
 }
 
-/** Sends one request; resolves with its answer once `until` (when given) has also been seen. */
-function setupCall(
-  child: LineChild,
-  id: number,
-  method: string,
-  params: unknown,
-  until?: (m: RpcMessage) => boolean,
-): Promise<RpcMessage> {
-  const done = new Promise<RpcMessage>((resolve, reject) => {
-    let answer: RpcMessage | undefined;
-    let seen = until === undefined;
-    child.onLine = (line) => {
-      const m = JSON.parse(line) as RpcMessage;
-      if (m.id === id && m.method === undefined) {
-        if (m.error) return reject(child.failure(`${method} failed: ${m.error.message}`));
-        answer = m;
-      } else if (until?.(m)) {
-        seen = true;
-      }
-      if (answer && seen) resolve(answer);
-    };
-  });
-  child.write(`${JSON.stringify({ id, method, params })}\n`);
-  return withTimeout(done, SETUP_TIMEOUT_MS, () =>
-    child.failure(`${method}: no answer within ${SETUP_TIMEOUT_MS} ms`),
-  );
-}
-
 // ---------------------------------------------------------------------------------------------
 // The local baseline: account/read over the child's stdio.
 
 /**
- * `inFlight` requests outstanding on the stdio connection, replacements for a whole stdout chunk
- * sent with one write() (the pattern of stdio-load.ts, with this request and its check).
- * Notifications are skipped; anything else that is not an expected answer fails the run.
+ * `inFlight` requests outstanding on the stdio connection, through stdio-load.ts's closed loop
+ * with this request and its check. Notifications are skipped; anything else that is not an
+ * expected answer fails the run.
  */
-class StdioReads {
-  private nextId = FIRST_LOAD_ID;
-
-  constructor(private readonly child: LineChild) {}
-
-  run(requests: number, inFlight: number): Promise<ReadLoad> {
-    const { child } = this;
-    const base = this.nextId;
-    this.nextId += requests;
-    const started = new Float64Array(requests);
-    const latency = new Float64Array(requests);
-    const seen = new Uint8Array(requests);
-    let sent = 0;
-    let received = 0;
-    let out: string[] = [];
-    let done = false;
-    let t0 = 0;
-    const enqueue = (): void => {
-      const i = sent++;
-      started[i] = performance.now();
-      out.push(`{"id":${base + i},"method":"account/read","params":{}}`);
-    };
-    const finished = new Promise<number>((resolve, reject) => {
-      const fail = (reason: string): void => {
-        if (done) return;
-        done = true;
-        reject(child.failure(`${reason} (after ${received}/${requests} answers)`));
-      };
-      child.onLine = (line) => {
-        const now = performance.now();
-        let m: RpcMessage;
-        try {
-          m = JSON.parse(line) as RpcMessage;
-        } catch {
-          return fail(`unparseable line: ${line.slice(0, 200)}`);
-        }
-        if (m.method !== undefined && m.id === undefined) return;
-        const i = (m.id ?? -1) - base;
-        if (!Number.isInteger(i) || i < 0 || i >= requests || seen[i]) {
-          return fail(`unexpected message: ${line.slice(0, 200)}`);
-        }
-        const problem = readProblem(m);
-        if (problem !== undefined) return fail(`answer ${m.id}: ${problem}`);
-        seen[i] = 1;
-        latency[i] = now - started[i]!;
-        received++;
-        if (sent < requests) enqueue();
-      };
-      child.onChunkEnd = () => {
-        if (done) return;
-        if (out.length > 0) {
-          child.write(out.join('\n') + '\n');
-          out = [];
-        }
-        if (received === requests) {
-          done = true;
-          resolve(performance.now());
-        }
-      };
-      t0 = performance.now();
-      while (sent < Math.min(inFlight, requests)) enqueue();
-      child.write(out.join('\n') + '\n');
-      out = [];
-    });
-    const timeoutMs = loadTimeoutMs(requests);
-    return withTimeout(finished, timeoutMs, () => {
-      done = true;
-      return child.failure(`stdio account/read: ${received}/${requests} answers within ${timeoutMs} ms`);
-    }).then((t1) => loadOf(latency, inFlight, t1 - t0));
-  }
+async function stdioReads(connection: Connection, requests: number, inFlight: number): Promise<ReadLoad> {
+  const { elapsedMs, latency } = await runClosedLoop(
+    connection,
+    {
+      request: (id) => `{"id":${id},"method":"account/read","params":{}}`,
+      check: readProblem,
+      skipNotifications: true,
+    },
+    requests,
+    inFlight,
+    loadTimeoutMs(requests),
+  );
+  return loadOf(latency, inFlight, elapsedMs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,10 +268,12 @@ async function remoteReads(
 // ---------------------------------------------------------------------------------------------
 
 /** Why `m` is not a good `account/read` answer for the bench identity, or undefined when it is. */
-function readProblem(m: RpcMessage | RemoteMessage): string | undefined {
+function readProblem(m: Pick<Answer, 'result' | 'error'>): string | undefined {
   if (m.error !== undefined) return `error ${JSON.stringify(m.error)}`;
   const account = (m.result as { account?: { email?: unknown } } | undefined)?.account;
-  return account?.email === IDENTITY.email ? undefined : `not the bench account: ${JSON.stringify(m.result)}`;
+  return account?.email === BENCH_IDENTITY.email
+    ? undefined
+    : `not the bench account: ${JSON.stringify(m.result)}`;
 }
 
 function loadOf(latency: Float64Array, inFlight: number, elapsedMs: number): ReadLoad {

@@ -3,16 +3,23 @@
  * correlated by id and checked, replacements for a whole stdout chunk sent with one write().
  * With inFlight = 1 this is the sequential round trip. Latency runs from enqueue to the parse of
  * the answer (stack-spike §3 method).
+ *
+ * `runClosedLoop` is the driver, told how to build a request line and how to check an answer;
+ * `runLoad` is the stdio part's load (codex's mock method) on top of it. The remote-control bench
+ * drives its stdio baseline with the same loop.
  */
 import { percentile } from './stats.js';
 import { withTimeout, type LineChild } from './line-child.js';
 
-export interface LoadTarget {
+/** A JSON-lines connection and the next request id unused on it. */
+export interface Connection {
   child: LineChild;
+  nextId: number;
+}
+
+export interface LoadTarget extends Connection {
   /** The key of the result object that must carry the request's value back. */
   resultKey: string;
-  /** Next unused request id on this connection. */
-  nextId: number;
 }
 
 export interface LoadResult {
@@ -24,20 +31,80 @@ export interface LoadResult {
   p99Ms: number;
 }
 
+/** An answer the loop has matched by id to one of its outstanding requests. */
+export interface Answer {
+  id: number;
+  result?: unknown;
+  error?: unknown;
+}
+
+export interface ClosedLoop {
+  /** The request line (no newline) for `id`. */
+  request: (id: number) => string;
+  /** Why `answer` is not the right answer to its request, or undefined when it is. */
+  check: (answer: Answer) => string | undefined;
+  /** Pass over notifications (a method, no id) rather than failing the run on them. */
+  skipNotifications?: boolean;
+}
+
+export interface ClosedLoopRun {
+  elapsedMs: number;
+  /** Milliseconds from enqueue to the parse of the answer, in request order. */
+  latency: Float64Array;
+}
+
 /** Same line for both targets: codex's mock method, whose params the raw echo sends back as-is. */
 export function requestLine(id: number): string {
   return `{"id":${id},"method":"mock/experimentalMethod","params":{"value":"v${id}"}}`;
 }
 
-export function runLoad(
+export async function runLoad(
   target: LoadTarget,
   requests: number,
   inFlight: number,
   timeoutMs: number,
 ): Promise<LoadResult> {
-  const { child, resultKey } = target;
-  const base = target.nextId;
-  target.nextId += requests;
+  const { resultKey } = target;
+  const check = (m: Answer): string | undefined => {
+    if (m.error !== undefined) return `error answer to id ${m.id}`;
+    const result = m.result as Record<string, unknown> | null | undefined;
+    if (typeof result !== 'object' || result === null || result[resultKey] !== `v${m.id}`) {
+      return `wrong result for id ${m.id} (expected ${resultKey}: "v${m.id}")`;
+    }
+    return undefined;
+  };
+  const { elapsedMs, latency } = await runClosedLoop(
+    target,
+    { request: requestLine, check },
+    requests,
+    inFlight,
+    timeoutMs,
+  );
+  latency.sort();
+  return {
+    requests,
+    inFlight,
+    elapsedMs,
+    reqPerSec: (requests / elapsedMs) * 1000,
+    p50Ms: percentile(latency, 0.5),
+    p99Ms: percentile(latency, 0.99),
+  };
+}
+
+/**
+ * Sends `requests` requests on `connection` (ids from its `nextId` on, which it advances), keeping
+ * `inFlight` outstanding; rejects on the first line that is not a good answer to one of them.
+ */
+export function runClosedLoop(
+  connection: Connection,
+  loop: ClosedLoop,
+  requests: number,
+  inFlight: number,
+  timeoutMs: number,
+): Promise<ClosedLoopRun> {
+  const { child } = connection;
+  const base = connection.nextId;
+  connection.nextId += requests;
   const started = new Float64Array(requests);
   const latency = new Float64Array(requests);
   const seen = new Uint8Array(requests);
@@ -50,7 +117,7 @@ export function runLoad(
   const enqueue = (): void => {
     const i = sent++;
     started[i] = performance.now();
-    out.push(requestLine(base + i));
+    out.push(loop.request(base + i));
   };
 
   const finished = new Promise<number>((resolve, reject) => {
@@ -68,9 +135,10 @@ export function runLoad(
       } catch {
         return fail(`unparseable line: ${line.slice(0, 200)}`);
       }
-      const problem = check(msg, base, requests, seen, resultKey);
+      if (loop.skipNotifications && isNotification(msg)) return;
+      const problem = correlate(msg, base, requests, seen) ?? loop.check(msg as Answer);
       if (problem !== undefined) return fail(`${problem}: ${line.slice(0, 200)}`);
-      const i = (msg as { id: number }).id - base;
+      const i = (msg as Answer).id - base;
       seen[i] = 1;
       latency[i] = now - (started[i] as number);
       received++;
@@ -98,37 +166,23 @@ export function runLoad(
     return child.failure(`timed out after ${timeoutMs} ms with ${received}/${requests} answers`);
   }).then((t1) => {
     if (received !== requests) throw child.failure(`expected ${requests} answers, got ${received}`);
-    const elapsedMs = t1 - t0;
-    latency.sort();
-    return {
-      requests,
-      inFlight,
-      elapsedMs,
-      reqPerSec: (requests / elapsedMs) * 1000,
-      p50Ms: percentile(latency, 0.5),
-      p99Ms: percentile(latency, 0.99),
-    };
+    return { elapsedMs: t1 - t0, latency };
   });
 }
 
-/** Why `msg` is not the expected answer to an outstanding request, or undefined when it is. */
-function check(
-  msg: unknown,
-  base: number,
-  requests: number,
-  seen: Uint8Array,
-  key: string,
-): string | undefined {
+function isNotification(msg: unknown): boolean {
+  if (typeof msg !== 'object' || msg === null) return false;
+  const m = msg as { id?: unknown; method?: unknown };
+  return m.method !== undefined && m.id === undefined;
+}
+
+/** Why `msg` is not an answer to an outstanding request (ids `base` on), or undefined when it is. */
+function correlate(msg: unknown, base: number, requests: number, seen: Uint8Array): string | undefined {
   if (typeof msg !== 'object' || msg === null) return 'not a JSON object';
-  const m = msg as { id?: unknown; result?: unknown; error?: unknown };
+  const m = msg as { id?: unknown };
   if (typeof m.id !== 'number') return 'answer without a numeric id';
   const i = m.id - base;
   if (!Number.isInteger(i) || i < 0 || i >= requests) return `answer to an unknown id ${m.id}`;
   if (seen[i]) return `second answer to id ${m.id}`;
-  if (m.error !== undefined) return `error answer to id ${m.id}`;
-  const result = m.result as Record<string, unknown> | null | undefined;
-  if (typeof result !== 'object' || result === null || result[key] !== `v${m.id}`) {
-    return `wrong result for id ${m.id} (expected ${key}: "v${m.id}")`;
-  }
   return undefined;
 }
