@@ -16,15 +16,8 @@ import { RemoteStream, type StreamSink, type StreamTarget } from './remote-strea
 import { MAX_RECORDED_REQUESTS } from './request-log.js';
 import { Waiter } from './waiter.js';
 
-export interface RemoteServerInfo {
-  serverId: string;
-  environmentId: string;
-  name: string;
-  installationId: string;
-  accountId: string;
-  os: string;
-  arch: string;
-  appServerVersion: string;
+/** An enrollment as `servers()` shows it: the enroll request's fields and the socket's state. */
+export interface RemoteServerInfo extends RemoteEnrollment {
   /** Whether the server holds a socket now. */
   connected: boolean;
   /** Sockets accepted for this server so far (a reconnection makes it 2, ...). */
@@ -321,14 +314,7 @@ export class RemoteRelay implements RemoteControl {
 
   private info(e: RemoteEnrollment): RemoteServerInfo {
     return {
-      serverId: e.serverId,
-      environmentId: e.environmentId,
-      name: e.name,
-      installationId: e.installationId,
-      accountId: e.accountId,
-      os: e.os,
-      arch: e.arch,
-      appServerVersion: e.appServerVersion,
+      ...e,
       connected: this.sockets.has(e.serverId),
       connections: this.connectionCounts.get(e.serverId) ?? 0,
     };

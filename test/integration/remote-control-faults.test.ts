@@ -19,7 +19,7 @@ import {
   statusTrail,
   type StatusParams,
 } from '../helpers/remote-control.js';
-import type { TestClient } from '../helpers/app-server-process.js';
+import type { RpcId, RpcMessage, TestClient } from '../helpers/app-server-process.js';
 
 const backend = useLocalBackend();
 
@@ -39,9 +39,8 @@ async function enabledAndConnected(client: TestClient): Promise<StatusParams> {
 
 const enrollUrl = () => `${backend.chatgptBaseUrl}/wham/remote/control/server/enroll`;
 
-test('enroll 401: the host is asked for new tokens, and the enroll is retried with them', async (t) => {
-  const client = await startRemoteControlServer(t, backend);
-  await loginWithTokens(client);
+/** Sends `enable` against an enroll that answers 401 once; returns its id and the host refresh request. */
+async function enableAfterEnroll401(client: TestClient): Promise<{ id: RpcId; ask: RpcMessage }> {
   backend.faults.add({
     route: 'remote.enroll',
     action: { kind: 'status', status: 401, body: '{"detail":"token expired"}' },
@@ -51,6 +50,13 @@ test('enroll 401: the host is asked for new tokens, and the enroll is retried wi
     (m) => m.method === 'account/chatgptAuthTokens/refresh',
     'the refresh request',
   );
+  return { id, ask };
+}
+
+test('enroll 401: the host is asked for new tokens, and the enroll is retried with them', async (t) => {
+  const client = await startRemoteControlServer(t, backend);
+  await loginWithTokens(client);
+  const { id, ask } = await enableAfterEnroll401(client);
   assert.deepEqual(ask.params, { reason: 'unauthorized', previousAccountId: 'acct-1' });
   const fresh = chatgptToken({ expiresInSec: 7200 });
   await client.answer(ask.id!, {
@@ -70,15 +76,7 @@ test('enroll 401: the host is asked for new tokens, and the enroll is retried wi
 test('enroll 401 and the host cannot help: -32600 with the backend answer, still disabled', async (t) => {
   const client = await startRemoteControlServer(t, backend);
   await loginWithTokens(client);
-  backend.faults.add({
-    route: 'remote.enroll',
-    action: { kind: 'status', status: 401, body: '{"detail":"token expired"}' },
-  });
-  const id = await client.sendRequest('remoteControl/enable');
-  const ask = await client.readUntil(
-    (m) => m.method === 'account/chatgptAuthTokens/refresh',
-    'the refresh request',
-  );
+  const { id, ask } = await enableAfterEnroll401(client);
   await client.answer(ask.id!, { error: { code: -32000, message: 'no tokens here' } });
   const reply = await client.readUntilResponse(id);
   assert.deepEqual(reply.error, {
