@@ -14,7 +14,7 @@ import { LocalBackendError, startLocalBackend, type LocalBackend } from '../../s
 import type { RemoteClient } from '../../src/backend/remote-client.js';
 import { RemoteEnrollments, rfc3339Seconds } from '../../src/backend/remote-control.js';
 import { RemoteClientError } from '../../src/backend/remote-relay.js';
-import { chatgptClaims, mintJwt } from '../../src/backend/tokens.js';
+import { chatgptToken } from '../helpers/local-backend.js';
 
 let backend: LocalBackend;
 before(async () => {
@@ -26,16 +26,8 @@ afterEach(() => {
 });
 after(() => backend.close());
 
-const chatgptToken = mintJwt(
-  chatgptClaims({
-    email: 'dev@example.com',
-    accountId: 'acct-1',
-    userId: 'user-1',
-    planType: 'plus',
-    expiresInSec: 3600,
-  }),
-);
-const auth = { authorization: `Bearer ${chatgptToken}`, 'chatgpt-account-id': 'acct-1' };
+const accessToken = chatgptToken();
+const auth = { authorization: `Bearer ${accessToken}`, 'chatgpt-account-id': 'acct-1' };
 const enrollBody = {
   name: 'vm',
   os: 'linux',
@@ -358,9 +350,7 @@ describe('enroll', () => {
     const none = await post(backend, ENROLL, enrollBody, { 'chatgpt-account-id': 'acct-1' });
     assert.equal(none.status, 401);
     assert.equal(none.body, '{"detail":"Unauthorized"}');
-    const expired = mintJwt(
-      chatgptClaims({ email: 'a@b.c', accountId: 'acct-1', userId: 'u', planType: 'plus', expiresInSec: -5 }),
-    );
+    const expired = chatgptToken({ expiresInSec: -5 });
     const old = await post(backend, ENROLL, enrollBody, {
       authorization: `Bearer ${expired}`,
       'chatgpt-account-id': 'acct-1',
@@ -473,7 +463,7 @@ describe('the server WebSocket handshake', () => {
 
   test('a ChatGPT JWT, no bearer, or an expired token is refused with 401 {"detail":"Unauthorized"}', async () => {
     const { server_id, remote_control_token } = await enroll();
-    for (const authorization of [`Bearer ${chatgptToken}`, '', 'Bearer sk-test']) {
+    for (const authorization of [`Bearer ${accessToken}`, '', 'Bearer sk-test']) {
       await assert.rejects(
         openSocket(backend, serverSocketUrl(backend), { authorization, 'x-codex-server-id': server_id }),
         (e: Refusal) => e.status === 401 && e.body === '{"detail":"Unauthorized"}',
@@ -1044,7 +1034,7 @@ describe('lifecycle and secrets', () => {
     for (const token of [
       fake.enrollment.remote_control_token,
       (JSON.parse(refreshed.body) as EnrollAnswer).remote_control_token,
-      chatgptToken,
+      accessToken,
     ]) {
       assert.ok(!text.includes(token), 'a token was logged');
     }
