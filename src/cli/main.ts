@@ -16,6 +16,9 @@ Commands:
   app-server generate-ts --out DIR [--experimental]
                                                  Write TypeScript bindings of the protocol
   demo                                           Offline demo: start app-server and talk to it
+  loadtest [-n CLIENTS] [-d TIME] [-t TRANSPORT] ...
+                                                 Simulated clients against app-server and the local
+                                                 backend: a results table, JSON and HTML reports
   local-backend [--port N] [--host IP] [--state-dir DIR] [--response-delay-ms N]
                 [--remote-control-token-ttl SEC]
                                                  Serve the ChatGPT backend endpoints on loopback (HTTPS)
@@ -113,6 +116,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./demo.js')).runDemo();
     case 'local-backend':
       return localBackend(rest);
+    case 'loadtest':
+      return (await import('./loadtest.js')).runLoadtestCommand(rest);
     default:
       process.stderr.write(`gatehouse: unknown command '${command}'\n\n${USAGE}`);
       return 2;
