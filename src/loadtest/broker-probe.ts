@@ -18,10 +18,13 @@ interface Reading {
 
 export class BrokerProbe {
   readonly samples: BrokerSample[] = [];
+  /** Every broker process sampled at least once (stdio children come and go). */
+  readonly pidsSeen = new Set<number>();
   private last: { atMs: number; cpuMs: Map<number, number> } | undefined;
 
   constructor(
-    private readonly pids: () => number[],
+    /** The broker processes, or this process for an in-process broker. */
+    private readonly pids: (() => number[]) | 'this process',
     private readonly now: () => number,
     private readonly startMs: number,
   ) {}
@@ -29,12 +32,16 @@ export class BrokerProbe {
   /** Takes one sample; CPU is the time used since the previous sample, per pid still alive. */
   sample(): void {
     const atMs = this.now();
-    const pids = this.pids();
     const readings = new Map<number, Reading>();
-    if (pids.length === 0) readings.set(0, ownReading());
-    for (const pid of pids) {
-      const r = procReading(pid);
-      if (r) readings.set(pid, r);
+    if (this.pids === 'this process') {
+      readings.set(process.pid, ownReading());
+    } else {
+      for (const pid of this.pids()) {
+        const r = procReading(pid);
+        if (!r) continue;
+        readings.set(pid, r);
+        this.pidsSeen.add(pid);
+      }
     }
     let cpuMs = 0;
     let rssBytes = 0;

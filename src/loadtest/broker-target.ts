@@ -25,7 +25,9 @@ export interface BrokerTarget {
   /** Who logs a broker in: each client its own, the first client, or the runner (remote). */
   login: 'each' | 'first' | 'runner';
   connect(index: number): Promise<ClientLink>;
-  /** Broker processes to sample; empty for the in-process broker (this process is sampled). */
+  /** The broker runs in this process (which is then what gets sampled). */
+  inProcess: boolean;
+  /** Broker processes to sample. */
   pids(): number[];
   close(): Promise<void>;
 }
@@ -86,6 +88,7 @@ function stdioTarget(options: TargetOptions): BrokerTarget {
       void link.exited.then(() => children.delete(link));
       return Promise.resolve(link);
     },
+    inProcess: false,
     pids: () => [...children].map((c) => c.pid),
     close: async () => {
       await Promise.all([...children].map((c) => c.stop()));
@@ -102,6 +105,7 @@ async function webSocketTarget(options: TargetOptions): Promise<BrokerTarget> {
   return {
     login: 'first',
     connect: () => WebSocketLink.open(url),
+    inProcess: false,
     pids: () => [server.pid],
     close: () => server.stop(),
   };
@@ -124,6 +128,7 @@ async function inProcessTarget(options: TargetOptions): Promise<BrokerTarget> {
   return {
     login: 'first',
     connect: () => Promise.resolve(new InProcessLink(broker)),
+    inProcess: true,
     pids: () => [],
     close: () => broker.close(5_000),
   };
@@ -184,6 +189,7 @@ async function remoteTarget(options: TargetOptions): Promise<BrokerTarget> {
         `${base}/__gatehouse/remote-control/client?client_id=loadtest-${index}&stream_id=stream-${++opened}`,
         ca,
       ),
+    inProcess: false,
     pids: () => [server.pid],
     close: () => server.stop(),
   };

@@ -2,7 +2,7 @@
  * `gatehouse loadtest` options: parsing, defaults and the help text. Every option is checked
  * here, so a typo stops the run before anything starts, with the option's name in the message.
  */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { LoopMode, RunConfig, TransportKind } from './results.js';
 import { WORK_OPERATIONS } from './session.js';
 
@@ -85,6 +85,31 @@ within its limits, 1 when it timed out or failed too often, 2 for bad options.
 Example: gatehouse loadtest -n 1000 -d 30s --mix account/read=8,turn=2 --faults silent=2%,disconnect=2%
 `;
 
+/** Every option `gatehouse loadtest` takes (the help text documents each; a test checks). */
+export const LOADTEST_OPTIONS = {
+  clients: { type: 'string', short: 'n' },
+  transport: { type: 'string', short: 't' },
+  config: { type: 'string', short: 'c', multiple: true, default: [] as string[] },
+  'ramp-up': { type: 'string' },
+  duration: { type: 'string', short: 'd' },
+  requests: { type: 'string' },
+  mode: { type: 'string' },
+  rate: { type: 'string' },
+  'in-flight': { type: 'string' },
+  think: { type: 'string' },
+  mix: { type: 'string' },
+  faults: { type: 'string' },
+  seed: { type: 'string' },
+  'request-timeout': { type: 'string' },
+  timeout: { type: 'string' },
+  'max-error-rate': { type: 'string' },
+  out: { type: 'string', short: 'o' },
+  json: { type: 'string' },
+  html: { type: 'string' },
+  'no-progress': { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h' },
+} satisfies NonNullable<ParseArgsConfig['options']>;
+
 export class LoadtestUsageError extends Error {}
 
 export function parseLoadtestArgs(args: string[], now = new Date()): LoadtestOptions | 'help' {
@@ -92,29 +117,7 @@ export function parseLoadtestArgs(args: string[], now = new Date()): LoadtestOpt
   try {
     parsed = parseArgs({
       args,
-      options: {
-        clients: { type: 'string', short: 'n' },
-        transport: { type: 'string', short: 't' },
-        config: { type: 'string', short: 'c', multiple: true, default: [] },
-        'ramp-up': { type: 'string' },
-        duration: { type: 'string', short: 'd' },
-        requests: { type: 'string' },
-        mode: { type: 'string' },
-        rate: { type: 'string' },
-        'in-flight': { type: 'string' },
-        think: { type: 'string' },
-        mix: { type: 'string' },
-        faults: { type: 'string' },
-        seed: { type: 'string' },
-        'request-timeout': { type: 'string' },
-        timeout: { type: 'string' },
-        'max-error-rate': { type: 'string' },
-        out: { type: 'string', short: 'o' },
-        json: { type: 'string' },
-        html: { type: 'string' },
-        'no-progress': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h' },
-      },
+      options: LOADTEST_OPTIONS,
     });
   } catch (e) {
     throw new LoadtestUsageError((e as Error).message);

@@ -68,6 +68,13 @@ export interface ErrorCount {
   count: number;
 }
 
+/** Server requests the simulated clients answered or (playing `silent`) left unanswered. */
+export interface ServerRequestCounts {
+  answered: number;
+  ignored: number;
+  byMethod: Record<string, { answered: number; ignored: number }>;
+}
+
 /** One second of the run. */
 export interface TimelinePoint {
   tMs: number;
@@ -115,7 +122,7 @@ export interface LoadtestResults {
     errors: number;
     throughputPerSec: number;
     /** Server requests (`attestation/generate`, `account/chatgptAuthTokens/refresh`) answered and left unanswered. */
-    serverRequests: { answered: number; ignored: number };
+    serverRequests: ServerRequestCounts;
   };
   operations: OperationStats[];
   errors: ErrorCount[];

@@ -16,7 +16,7 @@ import { BrokerProbe } from './broker-probe.js';
 import { openTarget, type BrokerTarget } from './broker-target.js';
 import type { LoadtestOptions } from './options.js';
 import { Recorder } from './recorder.js';
-import type { LoadtestResults } from './results.js';
+import type { LoadtestResults, ServerRequestCounts } from './results.js';
 import { ACCOUNT_ID, SimulatedSession, type SessionContext, type WorkOperation } from './session.js';
 
 export type Phase = 'starting' | 'handshakes' | 'work' | 'drain' | 'done';
@@ -38,6 +38,7 @@ export interface ProgressState {
 interface Slot {
   index: number;
   session: SimulatedSession | undefined;
+  silent: boolean;
   disconnects: boolean;
   opsUntilDrop: number;
   reconnecting: Promise<void> | undefined;
@@ -55,7 +56,7 @@ export async function runLoadtest(
   const loadStart = loadavg()[0] ?? 0;
   const startedAt = new Date().toISOString();
   const workDir = mkdtempSync(join(tmpdir(), 'gatehouse-loadtest-'));
-  const serverRequests = { answered: 0, ignored: 0 };
+  const serverRequests: ServerRequestCounts = { answered: 0, ignored: 0, byMethod: {} };
   const slots: Slot[] = [];
   let phase: Phase = 'starting';
   let stopping = false;
@@ -110,25 +111,26 @@ export async function runLoadtest(
   }, options.timeoutMs);
 
   /** Connects a slot's client and runs its handshake; the slot keeps the session only if it passed. */
-  const connect = async (slot: Slot, owner: boolean, loggedIn: Promise<void>): Promise<void> => {
+  const connect = async (slot: Slot, owner: boolean): Promise<void> => {
     let session: SimulatedSession;
     try {
       const link = await target!.connect(slot.index);
-      const silent = !owner && random() < (options.faults.silent ?? 0);
-      session = new SimulatedSession(link, { index: slot.index, owner, silent }, ctx);
+      session = new SimulatedSession(link, { index: slot.index, owner, silent: slot.silent }, ctx);
     } catch (e) {
       recorder.fail('initialize', 'connect', (e as Error).message, true);
       return;
     }
     if (stopping) return session.close();
-    if (await session.handshake(loggedIn)) slot.session = session;
+    if (await session.handshake()) slot.session = session;
     else session.close();
   };
 
+  /** Faults are drawn here, in arrival order, so a seed always picks the same clients. */
   const newSlot = (index: number, faulty: boolean): Slot => {
     const slot: Slot = {
       index,
       session: undefined,
+      silent: faulty && random() < (options.faults.silent ?? 0),
       disconnects: faulty && random() < (options.faults.disconnect ?? 0),
       opsUntilDrop: 1 + Math.floor(random() * 20),
       reconnecting: undefined,
@@ -143,7 +145,7 @@ export async function runLoadtest(
     slot.session?.close();
     slot.session = undefined;
     return new Promise<void>((resolve) => setTimeout(resolve, RECONNECT_PAUSE_MS))
-      .then(() => (stopping ? undefined : connect(slot, false, Promise.resolve())))
+      .then(() => (stopping ? undefined : connect(slot, target!.login === 'each')))
       .finally(() => {
         slot.opsUntilDrop = 1 + Math.floor(random() * 20);
         slot.reconnecting = undefined;
@@ -182,7 +184,7 @@ export async function runLoadtest(
       freshToken: () => ctx.freshToken(),
       requestTimeoutMs: options.requestTimeoutMs,
     });
-    probe = new BrokerProbe(() => target!.pids(), now, recorder.startMs);
+    probe = new BrokerProbe(target.inProcess ? 'this process' : () => target!.pids(), now, recorder.startMs);
     probe.sample();
 
     // Handshakes. On a shared broker the first client logs in before the others arrive.
@@ -190,7 +192,7 @@ export async function runLoadtest(
     const arrivals: Promise<void>[] = [];
     let first = 0;
     if (target.login === 'first') {
-      await connect(newSlot(0, false), true, Promise.resolve());
+      await connect(newSlot(0, false), true);
       if (!slots[0]!.session) throw new Error('the first client could not log the broker in: see the errors');
       first = 1;
     }
@@ -199,7 +201,7 @@ export async function runLoadtest(
       const due = recorder.startMs + (i - first) * spacing;
       const wait = due - now();
       if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
-      arrivals.push(connect(newSlot(i, target.login !== 'each'), target.login === 'each', Promise.resolve()));
+      arrivals.push(connect(newSlot(i, true), target.login === 'each'));
     }
     await Promise.all(arrivals);
 
@@ -232,12 +234,12 @@ export async function runLoadtest(
   } finally {
     stopping = true;
     clearTimeout(deadline);
+    probe?.sample();
     for (const slot of slots) {
       if (slot.session) clientsFinished++;
       slot.session?.close();
     }
     await target?.close().catch(() => undefined);
-    probe?.sample();
     clearInterval(ticker);
     await backend.close();
     rmSync(workDir, { recursive: true, force: true });
@@ -285,7 +287,7 @@ export async function runLoadtest(
       serverRequests,
     },
     ...summary,
-    broker: { pids: target?.pids() ?? [], samples: probe?.samples ?? [] },
+    broker: { pids: [...(probe?.pidsSeen ?? [])], samples: probe?.samples ?? [] },
     timedOut,
   };
 }

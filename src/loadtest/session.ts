@@ -15,6 +15,7 @@
  * freshly minted tokens) unless the client plays the `silent` fault, which never answers.
  */
 import type { Recorder } from './recorder.js';
+import type { ServerRequestCounts } from './results.js';
 import type { ClientLink, Message } from './client-link.js';
 import { RpcClient, RpcFailure, type Outcome, type RpcError } from './rpc-client.js';
 
@@ -38,7 +39,7 @@ export interface SessionContext {
   /** A new host-owned access token for the account (a fresh JWT). */
   freshToken(): string;
   requestTimeoutMs: number;
-  serverRequests: { answered: number; ignored: number };
+  serverRequests: ServerRequestCounts;
 }
 
 const initializeParams = (index: number) => ({
@@ -70,7 +71,7 @@ export class SimulatedSession {
   }
 
   /** Runs the three handshake steps; false when one failed (already recorded). */
-  async handshake(loggedIn: Promise<void>): Promise<boolean> {
+  async handshake(): Promise<boolean> {
     try {
       await this.step('initialize', () =>
         this.rpc.request('initialize', initializeParams(this.profile.index)),
@@ -84,7 +85,6 @@ export class SimulatedSession {
           }),
         );
       } else {
-        await loggedIn;
         await this.step('authenticated', async () => {
           const read = await this.rpc.request('account/read', {});
           return read.ok && read.result.account == null
@@ -260,26 +260,25 @@ export class SimulatedSession {
   }
 
   private serverRequest(m: Message): void {
-    if (this.profile.silent) {
-      this.ctx.serverRequests.ignored++;
-      return;
-    }
-    switch (m.method) {
+    const method = String(m.method);
+    const answer = this.profile.silent ? undefined : this.answerTo(method);
+    if (answer !== undefined) this.rpc.answer(m.id, answer);
+    const counts = this.ctx.serverRequests;
+    const mine = (counts.byMethod[method] ??= { answered: 0, ignored: 0 });
+    const outcome = answer === undefined ? 'ignored' : 'answered';
+    counts[outcome]++;
+    mine[outcome]++;
+  }
+
+  private answerTo(method: string): unknown {
+    switch (method) {
       case 'attestation/generate':
-        this.rpc.answer(m.id, { token: `loadtest-attestation-${this.profile.index}` });
-        break;
+        return { token: `loadtest-attestation-${this.profile.index}` };
       case 'account/chatgptAuthTokens/refresh':
-        this.rpc.answer(m.id, {
-          accessToken: this.ctx.freshToken(),
-          chatgptAccountId: ACCOUNT_ID,
-          chatgptPlanType: null,
-        });
-        break;
+        return { accessToken: this.ctx.freshToken(), chatgptAccountId: ACCOUNT_ID, chatgptPlanType: null };
       default:
-        this.ctx.serverRequests.ignored++;
-        return;
+        return undefined;
     }
-    this.ctx.serverRequests.answered++;
   }
 }
 
