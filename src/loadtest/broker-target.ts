@@ -38,6 +38,8 @@ export interface TargetOptions {
   workDir: string;
   /** `-c key=value` overrides for every broker. */
   config: string[];
+  /** Node.js flags for every app-server child. */
+  nodeArgs: string[];
   freshToken(): string;
   requestTimeoutMs: number;
 }
@@ -62,7 +64,7 @@ function overrides(options: TargetOptions): string[] {
 }
 
 function childArgs(options: TargetOptions, extra: string[] = []): string[] {
-  return [CLI, 'app-server', ...overrides(options).flatMap((c) => ['-c', c]), ...extra];
+  return [...options.nodeArgs, CLI, 'app-server', ...overrides(options).flatMap((c) => ['-c', c]), ...extra];
 }
 
 function childEnv(options: TargetOptions, home: string, log = 'warn'): NodeJS.ProcessEnv {
@@ -107,7 +109,7 @@ async function webSocketTarget(options: TargetOptions): Promise<BrokerTarget> {
     connect: () => WebSocketLink.open(url),
     inProcess: false,
     pids: () => [server.pid],
-    close: () => server.stop(),
+    close: () => server.stop('SIGTERM'),
   };
 }
 

@@ -80,9 +80,13 @@ export class StdioChildLink implements ClientLink {
     this.child.stdin.end();
   }
 
-  /** Closes stdin and waits for the exit, killing the child if it takes more than 5 s. */
-  async stop(): Promise<void> {
-    this.close();
+  /**
+   * Ends the child the way its host would, closing stdin (the stdio server's end) or with SIGTERM
+   * (a `--listen` server ignores stdin), and waits for the exit; SIGKILL after 5 s.
+   */
+  async stop(how: 'stdin' | 'SIGTERM' = 'stdin'): Promise<void> {
+    if (how === 'stdin') this.close();
+    else this.child.kill('SIGTERM');
     const kill = setTimeout(() => this.child.kill('SIGKILL'), 5_000);
     await this.exited;
     clearTimeout(kill);

@@ -14,6 +14,8 @@ export const MAX_STDIO_CLIENTS = 256;
 export interface LoadtestOptions extends RunConfig {
   /** `-c key=value` for every broker. */
   config: string[];
+  /** Node.js flags for every app-server child. */
+  nodeArgs: string[];
   thinkMs: number;
   requestTimeoutMs: number;
   maxErrorRate: number;
@@ -43,6 +45,8 @@ Clients and brokers:
                             remote: one app-server child with remote control enabled; clients connect
                             through the local backend's relay, as remote (phone) clients
   -c, --config key=value    passed to every app-server as -c key=value (repeatable)
+      --node-arg FLAG       a Node.js flag for every app-server child, e.g. --node-arg=--cpu-prof
+                            (repeatable; not for in-process)
 
 Load:
       --ramp-up TIME        spread client arrivals over this time (default 5s; 0: all at once)
@@ -90,6 +94,7 @@ export const LOADTEST_OPTIONS = {
   clients: { type: 'string', short: 'n' },
   transport: { type: 'string', short: 't' },
   config: { type: 'string', short: 'c', multiple: true, default: [] as string[] },
+  'node-arg': { type: 'string', multiple: true, default: [] as string[] },
   'ramp-up': { type: 'string' },
   duration: { type: 'string', short: 'd' },
   requests: { type: 'string' },
@@ -168,6 +173,7 @@ export function parseLoadtestArgs(args: string[], now = new Date()): LoadtestOpt
     faults: weights('--faults', v.faults ?? '', FAULTS, true),
     timeoutMs: duration('--timeout', v.timeout, rampUpMs + (durationMs ?? 120_000) + 60_000),
     config: v.config,
+    nodeArgs: v['node-arg'],
     thinkMs: duration('--think', v.think, 0),
     requestTimeoutMs: duration('--request-timeout', v['request-timeout'], 30_000),
     maxErrorRate: fraction('--max-error-rate', v['max-error-rate'] ?? '0.001'),

@@ -181,6 +181,7 @@ export async function runLoadtest(
       backend,
       workDir,
       config: options.config,
+      nodeArgs: options.nodeArgs,
       freshToken: () => ctx.freshToken(),
       requestTimeoutMs: options.requestTimeoutMs,
     });
