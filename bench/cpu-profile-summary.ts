@@ -1,5 +1,5 @@
 /**
- * Summarizes a V8 `.cpuprofile` (from `node --cpu-prof`, e.g. `BENCH_CPU_PROF=dir npm run bench`):
+ * Summarizes a V8 `.cpuprofile` (from `node --cpu-prof`, e.g. `npm run bench -- --cpu-prof dir`):
  * self time per function and per source file or package, largest first.
  *
  *   node dist/bench/cpu-profile-summary.js <file.cpuprofile> [top=25]

@@ -1,53 +1,82 @@
 /**
- * `device/key/sign` end to end over stdio, per provider, next to the ceiling it is measured
- * against in the same run: raw `crypto.sign` (ECDSA P-256, a KeyObject) on every core at once.
+ * `device/key/sign` end to end over stdio, per provider, next to the ceilings measured at the
+ * top of the same run: pipelined, raw `crypto.sign` (ECDSA P-256, a KeyObject) on every core at
+ * once (`signCeiling`, which the run's ceilings call); at 1 in flight, the floor of a request that
+ * crosses stdio and one worker hop and signs once.
  *
  * Each provider gets its own `gatehouse app-server` child and CODEX_HOME: SoftHSM2 with zero
  * configuration (policy allow_os_protected_nonextractable), and swtpm (hardware_only) when it is
  * installed. Every answer is checked for a signature over the exact bytes of its request, and a
  * sample is verified against the key's public key.
  */
-import { createHash, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { createHash, verify } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { LineChild, withTimeout } from './line-child.js';
-import { percentile, sortedCopy } from './stats.js';
+import { setupCall } from './gatehouse-child.js';
+import { LineChild } from './line-child.js';
+import { int, ms, ratio, row } from './report.js';
+import { measureLoop, type Answer, type Connection, type LoadResult } from './stdio-load.js';
 import { startSwtpm, swtpmMissing } from '../test/helpers/swtpm.js';
 import { createPkcs11Provider } from '../src/device-key/pkcs11/pkcs11-provider.js';
 import { prepareSofthsm, SOFTHSM2_MODULES } from '../src/device-key/provider-choice.js';
 
 const gatehouseCli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
-export interface SignLoad {
-  provider: string;
-  requests: number;
-  inFlight: number;
-  reqPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
+/** Raw `crypto.sign` on every core at once: the ceiling of this part, measured by the run's ceilings. */
+export interface SignCeiling {
+  threads: number;
+  signPerSec: number;
 }
 
+export interface ProviderReport {
+  provider: string;
+  pipelined: LoadResult;
+  /** 1 in flight. */
+  rtt: LoadResult;
+  /** Pipelined sign/s over the raw crypto.sign ceiling. */
+  overSignCeiling: number;
+  /** RTT p50 over the 1-in-flight floor. */
+  overRttFloor: number;
+}
+
+type ProviderLoads = Pick<ProviderReport, 'provider' | 'pipelined' | 'rtt'>;
+
 export interface DeviceKeyReport {
-  ceiling: { threads: number; signPerSec: number };
+  ceiling: SignCeiling;
+  /**
+   * The least a 1-in-flight sign can take: the raw stdio echo's RTT p50, the raw worker's RTT p50
+   * (the key store lives in a worker thread) and one raw signature on one core.
+   */
+  rttFloorMs: number;
   /** SoftHSM2's own rate: the provider's signDigest called in a loop on this thread. */
   softhsmDirect: { signPerSec: number } | undefined;
-  providers: (SignLoad & { overCeiling: number })[];
+  providers: ProviderReport[];
   skipped: string[];
 }
 
 export interface DeviceKeyBenchOptions {
-  /** Sign requests per provider and round. */
+  /** Sign requests per provider (SoftHSM2), and for swtpm, which signs about 1,000/s. */
   requests: number;
+  tpmRequests: number;
   inFlight: number;
-  /** Seconds the ceiling measurement signs on each core. */
-  ceilingSeconds: number;
+  /** Sequential signs per provider (1 in flight). */
+  rttRequests: number;
+  ceiling: SignCeiling;
+  /** RTT p50s of the raw stdio echo and of the raw worker, from the run's ceilings. */
+  echoRttMs: number;
+  workerRttMs: number;
+  /** Seconds SoftHSM2 is called directly, in this process. */
+  directSeconds: number;
   /** Node flags for the gatehouse children (`--cpu-prof`). */
   nodeArgs: string[];
   progress(message: string): void;
 }
+
+/** Request ids of the sign loads start here, past the set-up calls. */
+const FIRST_LOAD_ID = 1000;
 
 /** A payload of the connection type, valid for the next five minutes, with the message index. */
 function signRequest(id: number, keyId: string): string {
@@ -68,7 +97,7 @@ function signRequest(id: number, keyId: string): string {
   return JSON.stringify({ id, method: 'device/key/sign', params: { keyId, payload } });
 }
 
-/** Raw ECDSA P-256 signing on `threads` worker threads at once, each with its own key. */
+/** Raw ECDSA P-256 signing on `threads` worker threads at once, each with its own key: signatures/s. */
 export async function signCeiling(threads: number, seconds: number): Promise<number> {
   const code = `
     const { parentPort, workerData } = require('node:worker_threads');
@@ -87,11 +116,17 @@ export async function signCeiling(threads: number, seconds: number): Promise<num
     { length: threads },
     () => new Worker(code, { eval: true, workerData: { ms: seconds * 1000 } }),
   );
+  // A worker that fails (no P-256 in this OpenSSL, say) fails the run rather than hanging it.
+  const next = <T>(w: Worker) =>
+    new Promise<T>((resolve, reject) => {
+      w.once('message', resolve);
+      w.once('error', reject);
+    });
   try {
-    await Promise.all(workers.map((w) => new Promise((resolve) => w.once('message', resolve))));
+    await Promise.all(workers.map((w) => next(w)));
     const counts = await Promise.all(
       workers.map((w) => {
-        const done = new Promise<number>((resolve) => w.once('message', resolve));
+        const done = next<number>(w);
         w.postMessage('go');
         return done;
       }),
@@ -143,88 +178,37 @@ async function softhsmDirect(seconds: number): Promise<number | undefined> {
   }
 }
 
-/** Sends one request and waits for its answer (set-up calls: initialize, create). */
-function call(child: LineChild, line: string, id: number): Promise<Record<string, unknown>> {
-  return withTimeout(
-    new Promise((resolve) => {
-      child.onLine = (text) => {
-        const msg = JSON.parse(text) as Record<string, unknown>;
-        if (msg.id === id) resolve(msg);
-      };
-      child.write(line + '\n');
-    }),
-    30_000,
-    () => child.failure(`no answer to request ${id} within 30 s`),
-  );
+/**
+ * Why `m` is not a signature over its own request's bytes, or undefined when it is. A sample is
+ * also verified against the key, the way a relying party would.
+ */
+function signProblem(m: Answer, spki: Buffer): string | undefined {
+  const result = m.result as Record<string, string | undefined> | undefined;
+  if (!result?.signatureDerBase64 || !result.signedPayloadBase64)
+    return `request ${m.id} failed: ${JSON.stringify(m.error)}`;
+  const signed = Buffer.from(result.signedPayloadBase64, 'base64');
+  if (!signed.includes(`"sessionId":"wssess_${m.id}"`)) return `answer ${m.id} signs other bytes`;
+  if (m.id % 997 === 0) {
+    const key = { key: spki, format: 'der', type: 'spki', dsaEncoding: 'der' } as const;
+    if (!verify('sha256', signed, key, Buffer.from(result.signatureDerBase64, 'base64')))
+      return `signature ${m.id} does not verify`;
+  }
+  return undefined;
 }
 
-async function signLoad(
-  provider: string,
-  child: LineChild,
+function signLoad(
+  connection: Connection,
   keyId: string,
   spki: Buffer,
   requests: number,
   inFlight: number,
-): Promise<SignLoad> {
-  const started = new Float64Array(requests);
-  const latency = new Float64Array(requests);
-  let sent = 0;
-  let received = 0;
-  const base = 1_000_000;
-  const t0 = performance.now();
-  const finished = new Promise<void>((resolve, reject) => {
-    let batch: string[] = [];
-    const enqueue = () => {
-      const i = sent++;
-      started[i] = performance.now();
-      batch.push(signRequest(base + i, keyId));
-    };
-    const flush = () => {
-      if (batch.length > 0) child.write(batch.join('\n') + '\n');
-      batch = [];
-    };
-    child.onLine = (text) => {
-      const msg = JSON.parse(text) as { id: number; result?: Record<string, string>; error?: unknown };
-      const i = msg.id - base;
-      if (!msg.result?.signatureDerBase64) {
-        reject(child.failure(`request ${msg.id} failed: ${JSON.stringify(msg.error)}`));
-        return;
-      }
-      latency[i] = performance.now() - started[i]!;
-      // A sample is verified the way a relying party would; all carry the request's own bytes.
-      const signed = Buffer.from(msg.result.signedPayloadBase64!, 'base64');
-      if (!signed.includes(`"sessionId":"wssess_${msg.id}"`))
-        reject(child.failure(`answer ${msg.id} signs other bytes`));
-      if (i % 997 === 0) {
-        const ok = verify(
-          'sha256',
-          signed,
-          { key: spki, format: 'der', type: 'spki', dsaEncoding: 'der' },
-          Buffer.from(msg.result.signatureDerBase64, 'base64'),
-        );
-        if (!ok) reject(child.failure(`signature ${msg.id} does not verify`));
-      }
-      if (++received === requests) resolve();
-      else if (sent < requests) enqueue();
-    };
-    child.onChunkEnd = flush;
-    while (sent < Math.min(inFlight, requests)) enqueue();
-    flush();
-  });
-  await withTimeout(finished, Math.max(60_000, requests * 5), () =>
-    child.failure(`sign load stalled at ${received}/${requests}`),
-  );
-  child.onChunkEnd = () => {};
-  const elapsed = performance.now() - t0;
-  const sorted = sortedCopy(latency);
-  return {
-    provider,
-    requests,
-    inFlight,
-    reqPerSec: (requests / elapsed) * 1000,
-    p50Ms: percentile(sorted, 0.5),
-    p99Ms: percentile(sorted, 0.99),
+): Promise<LoadResult> {
+  const loop = {
+    request: (id: number) => signRequest(id, keyId),
+    check: (m: Answer) => signProblem(m, spki),
   };
+  // A TPM serves one command at a time: the deadline allows 200 signatures/s.
+  return measureLoop(connection, loop, requests, inFlight, Math.max(60_000, requests * 5));
 }
 
 async function benchProvider(
@@ -232,8 +216,9 @@ async function benchProvider(
   args: string[],
   env: NodeJS.ProcessEnv,
   policy: string,
+  requests: number,
   options: DeviceKeyBenchOptions,
-): Promise<SignLoad> {
+): Promise<ProviderLoads> {
   const home = mkdtempSync(join(tmpdir(), 'gatehouse-bench-dk-'));
   const child = new LineChild({
     label: `gatehouse (${provider})`,
@@ -241,30 +226,24 @@ async function benchProvider(
     env: { ...process.env, ...env, CODEX_HOME: home, GATEHOUSE_LOG: 'warn' },
   });
   try {
-    await call(
-      child,
-      JSON.stringify({
-        id: 1,
-        method: 'initialize',
-        params: { clientInfo: { name: 'bench', version: '1' } },
-      }),
-      1,
-    );
-    const created = await call(
-      child,
-      JSON.stringify({
-        id: 2,
-        method: 'device/key/create',
-        params: { accountUserId: 'bench-user', clientId: 'bench-client', protectionPolicy: policy },
-      }),
-      2,
-    );
+    await setupCall(child, 1, 'initialize', { clientInfo: { name: 'bench', version: '1' } });
+    const created = await setupCall(child, 2, 'device/key/create', {
+      accountUserId: 'bench-user',
+      clientId: 'bench-client',
+      protectionPolicy: policy,
+    });
     const key = created.result as { keyId: string; publicKeySpkiDerBase64: string } | undefined;
-    if (!key) throw child.failure(`device/key/create failed: ${JSON.stringify(created.error)}`);
+    if (!key) throw child.failure('device/key/create answered without a key');
     const spki = Buffer.from(key.publicKeySpkiDerBase64, 'base64');
-    options.progress(`${provider}: warm-up, then ${options.requests} signs at ${options.inFlight} in flight`);
-    await signLoad(provider, child, key.keyId, spki, Math.min(2000, options.requests), options.inFlight);
-    return await signLoad(provider, child, key.keyId, spki, options.requests, options.inFlight);
+    const connection: Connection = { child, nextId: FIRST_LOAD_ID };
+    const rttRequests = Math.min(options.rttRequests, requests);
+    options.progress(
+      `${provider}: warm-up, then ${requests} signs at ${options.inFlight} in flight and ${rttRequests} at 1`,
+    );
+    await signLoad(connection, key.keyId, spki, Math.min(2000, requests), options.inFlight);
+    const pipelined = await signLoad(connection, key.keyId, spki, requests, options.inFlight);
+    const rtt = await signLoad(connection, key.keyId, spki, rttRequests, 1);
+    return { provider, pipelined, rtt };
   } finally {
     await child.close().catch(() => child.kill());
     rmSync(home, { recursive: true, force: true });
@@ -272,14 +251,10 @@ async function benchProvider(
 }
 
 export async function runDeviceKeyBench(options: DeviceKeyBenchOptions): Promise<DeviceKeyReport> {
-  const threads = availableParallelism();
-  options.progress(`ceiling: raw crypto.sign on ${threads} threads for ${options.ceilingSeconds} s`);
-  // The warm-up key generation above is per worker; this one only checks the API works here.
-  sign('sha256', Buffer.alloc(1), generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey);
-  const ceiling = await signCeiling(threads, options.ceilingSeconds);
-  options.progress(`SoftHSM2 provider called directly on one thread for ${options.ceilingSeconds} s`);
-  const direct = await softhsmDirect(options.ceilingSeconds);
-  const loads: SignLoad[] = [];
+  const { ceiling } = options;
+  options.progress(`SoftHSM2 provider called directly on one thread for ${options.directSeconds} s`);
+  const direct = await softhsmDirect(options.directSeconds);
+  const loads: ProviderLoads[] = [];
   const skipped: string[] = [];
   loads.push(
     await benchProvider(
@@ -287,6 +262,7 @@ export async function runDeviceKeyBench(options: DeviceKeyBenchOptions): Promise
       ['-c', 'gatehouse.device_key_tpm=off'],
       {},
       'allow_os_protected_nonextractable',
+      options.requests,
       options,
     ),
   );
@@ -302,20 +278,72 @@ export async function runDeviceKeyBench(options: DeviceKeyBenchOptions): Promise
           ['-c', 'gatehouse.device_key_pkcs11_module=off'],
           { TPM2TOOLS_TCTI: tpm.tcti },
           'hardware_only',
-          {
-            ...options,
-            requests: Math.min(options.requests, 3000),
-          },
+          options.tpmRequests,
+          options,
         ),
       );
     } finally {
       await tpm.dispose();
     }
   }
+  const rttFloorMs = options.echoRttMs + options.workerRttMs + (ceiling.threads / ceiling.signPerSec) * 1000;
   return {
-    ceiling: { threads, signPerSec: ceiling },
+    ceiling,
+    rttFloorMs,
     softhsmDirect: direct === undefined ? undefined : { signPerSec: direct },
-    providers: loads.map((l) => ({ ...l, overCeiling: l.reqPerSec / ceiling })),
+    providers: loads.map((l) => ({
+      ...l,
+      overSignCeiling: l.pipelined.reqPerSec / ceiling.signPerSec,
+      overRttFloor: l.rtt.p50Ms / rttFloorMs,
+    })),
     skipped,
   };
+}
+
+export function printDeviceKeyReport(report: DeviceKeyReport, inFlight: number): void {
+  const { ceiling } = report;
+  const w = [46, 11, 9, 9, 11];
+  console.log('');
+  console.log(
+    row([`device/key/sign over stdio, ${inFlight} in flight`, 'req/s', 'p50 ms', 'p99 ms', 'x ceiling'], w),
+  );
+  console.log(
+    row(
+      [`  ceiling: raw crypto.sign, ${ceiling.threads} threads`, int(ceiling.signPerSec), '', '', ratio(1)],
+      w,
+    ),
+  );
+  if (report.softhsmDirect) {
+    const direct = report.softhsmDirect.signPerSec;
+    console.log(
+      row(
+        [
+          '  SoftHSM2 C_Sign alone, 1 thread, in-process',
+          int(direct),
+          '',
+          '',
+          ratio(direct / ceiling.signPerSec),
+        ],
+        w,
+      ),
+    );
+  }
+  for (const p of report.providers) {
+    const x = p.pipelined;
+    console.log(
+      row([`  ${p.provider}`, int(x.reqPerSec), ms(x.p50Ms), ms(x.p99Ms), ratio(p.overSignCeiling)], w),
+    );
+  }
+  console.log('');
+  console.log(row(['device/key/sign, 1 in flight', 'req/s', 'p50 ms', 'p99 ms', 'x floor'], w));
+  console.log(
+    row(['  floor: echo RTT + worker RTT + 1 raw sign', '', ms(report.rttFloorMs), '', ratio(1)], w),
+  );
+  for (const p of report.providers) {
+    const x = p.rtt;
+    console.log(
+      row([`  ${p.provider}`, int(x.reqPerSec), ms(x.p50Ms), ms(x.p99Ms), ratio(p.overRttFloor)], w),
+    );
+  }
+  for (const s of report.skipped) console.log(`  skipped: ${s}`);
 }

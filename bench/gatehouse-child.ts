@@ -34,7 +34,7 @@ export interface GatehouseChildOptions {
   /** Names the child in failure reports. */
   label: string;
   codexHome: string;
-  /** Node flags for the child (`--cpu-prof ...` under BENCH_CPU_PROF). */
+  /** Node flags for the child (`--cpu-prof ...` under --cpu-prof). */
   nodeArgs: string[];
   /** Initialize capabilities on top of `experimentalApi`. */
   capabilities?: Record<string, boolean>;

@@ -91,6 +91,12 @@ export class LineChild {
   }
 }
 
+/** Registers a child started some other way (a `fork`), so that `killAll()` ends it too. */
+export function track(proc: ChildProcess): void {
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+}
+
 /** Kills every child the bench started that is still running. */
 export function killAll(): void {
   for (const proc of live) proc.kill('SIGKILL');

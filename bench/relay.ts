@@ -31,13 +31,14 @@ import {
 } from './gatehouse-child.js';
 import { withTimeout, type LineChild } from './line-child.js';
 import { median, percentile, sortedCopy } from './stats.js';
+import { int, ms, ratio, row } from './report.js';
 
 export interface RelayBenchOptions {
   threads: number;
   turnsPerThread: number;
   refreshSamples: number;
   rounds: number;
-  /** Node flags for the gatehouse child (`--cpu-prof ...` under BENCH_CPU_PROF). */
+  /** Node flags for the gatehouse child (`--cpu-prof ...` under --cpu-prof). */
   nodeArgs: string[];
   progress: (message: string) => void;
 }
@@ -422,4 +423,62 @@ let minted = 0;
 function freshToken(): string {
   minted++;
   return benchToken(3600 + minted);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export function printRelayReport(report: RelayReport): void {
+  const { threads, turnsPerThread, refreshSamples } = report.parameters;
+  const w = [44, 11, 9, 9, 28];
+  const q = [44, 11];
+  console.log('');
+  console.log(
+    row(
+      [
+        `Relay turns (${threads} threads x ${turnsPerThread})`,
+        'turns/s',
+        'p50 ms',
+        'p99 ms',
+        'turns/s per round',
+      ],
+      w,
+    ),
+  );
+  const turnRow = (label: string, x: RelayReport['direct']) =>
+    console.log(
+      row(
+        [
+          label,
+          int(x.turnsPerSec),
+          ms(x.p50Ms),
+          ms(x.p99Ms),
+          x.rounds.map((o) => int(o.turnsPerSec)).join(' / '),
+        ],
+        w,
+      ),
+    );
+  turnRow('  ceiling: direct to the local backend (WS)', report.direct);
+  turnRow('  gatehouse app-server relay', report.gatehouse);
+  const { refresh, attestation } = report;
+  console.log('');
+  console.log(row([`Refresh round trip (median of ${refreshSamples})`, 'ms'], q));
+  console.log(row(['  turn on a new thread', ms(refresh.plainTurnMs)], q));
+  console.log(row(['  same, after a revocation (401, refresh, retry)', ms(refresh.refreshedTurnMs)], q));
+  console.log(row(['  cost of the refresh round trip', ms(refresh.costMs)], q));
+  console.log('');
+  console.log(row([`Attestation per outbound request (median of ${refreshSamples})`, 'ms'], q));
+  console.log(row(['  turn on a new thread, client not capable', ms(attestation.plainTurnMs)], q));
+  console.log(row(['  same, capable client answering at once', ms(attestation.attestedTurnMs)], q));
+  console.log(row(['  added latency of attestation', ms(attestation.costMs)], q));
+  console.log('');
+  console.log(
+    row(['  gatehouse turns/s / direct turns/s', ratio(report.ratios.gatehouseTurnsPerSecOverDirect)], q),
+  );
+  if (report.retries.count > 0) {
+    console.log(
+      `  (gatehouse announced ${report.retries.count} retries or fallbacks; first: ${report.retries.first})`,
+    );
+  }
+  console.log(row(['  refresh cost / plain turn', ratio(report.ratios.refreshCostOverPlainTurn)], q));
+  console.log(row(['  attested turn / plain turn', ratio(report.ratios.attestedTurnOverPlainTurn)], q));
 }

@@ -19,17 +19,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalBackend, type LocalBackend, type RemoteClient } from '../src/backend/local-backend.js';
-import {
-  BENCH_IDENTITY,
-  benchToken,
-  FIRST_FREE_ID,
-  SETUP_TIMEOUT_MS,
-  setupCall,
-  startGatehouse,
-} from './gatehouse-child.js';
+import { accountReadLoop, readProblem } from './account-read.js';
+import { benchToken, FIRST_FREE_ID, SETUP_TIMEOUT_MS, setupCall, startGatehouse } from './gatehouse-child.js';
 import type { LineChild } from './line-child.js';
-import { median, percentile, sortedCopy } from './stats.js';
-import { runClosedLoop, type Answer, type Connection } from './stdio-load.js';
+import { ms, ratio, row, us, int } from './report.js';
+import {
+  loadResult,
+  loadTimeoutMs,
+  measureLoop,
+  summarizeLoads,
+  type Connection,
+  type LoadResult,
+  type LoadSummary,
+} from './stdio-load.js';
 
 export interface RemoteControlBenchOptions {
   /** Sequential requests per round and path (1 in flight). */
@@ -39,31 +41,20 @@ export interface RemoteControlBenchOptions {
   clients: number;
   inFlightPerClient: number;
   rounds: number;
-  /** Node flags for the gatehouse child (`--cpu-prof ...` under BENCH_CPU_PROF). */
+  /** Node flags for the gatehouse child (`--cpu-prof ...` under --cpu-prof). */
   nodeArgs: string[];
   progress: (message: string) => void;
 }
 
-export interface ReadLoad {
-  requests: number;
-  inFlight: number;
-  elapsedMs: number;
-  msgsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-}
-
-export type ReadSummary = ReadLoad & { rounds: ReadLoad[] };
-
 export interface RemoteControlReport {
   parameters: Omit<RemoteControlBenchOptions, 'progress' | 'nodeArgs'>;
-  local: { rtt: ReadSummary; pipelined: ReadSummary };
-  remote: { rtt: ReadSummary; pipelined: ReadSummary };
+  local: { rtt: LoadSummary; pipelined: LoadSummary };
+  remote: { rtt: LoadSummary; pipelined: LoadSummary };
   /** Remote figure / local figure. */
   ratios: {
     rttP50: number;
     rttP99: number;
-    pipelinedMsgsPerSec: number;
+    pipelinedReqPerSec: number;
     pipelinedP50: number;
     pipelinedP99: number;
   };
@@ -77,11 +68,6 @@ export interface RemoteControlReport {
 
 /** Request ids of the loads over stdio start here, past the set-up calls. */
 const FIRST_LOAD_ID = 1000;
-
-/** Count-bounded loads still get a deadline: a floor of 500 requests/s, at least 30 s. */
-function loadTimeoutMs(requests: number): number {
-  return Math.max(30_000, requests * 2);
-}
 
 export async function runRemoteControlBench(
   options: RemoteControlBenchOptions,
@@ -116,7 +102,7 @@ export async function runRemoteControlBench(
     await remoteReads(clients, warmRequests, options.inFlightPerClient);
     await remoteReads([first], warmRtt, 1);
 
-    const rounds: { local: ReadLoad; remote: ReadLoad }[][] = [];
+    const rounds: { local: LoadResult; remote: LoadResult }[][] = [];
     for (let r = 1; r <= options.rounds; r++) {
       options.progress(
         `remote control round ${r}/${options.rounds}: ${options.rttRequests} at 1 in flight, then ` +
@@ -137,18 +123,8 @@ export async function runRemoteControlBench(
     for (const remote of clients.splice(0)) remote.close();
     await child.close();
 
-    const summary = (pick: (round: { local: ReadLoad; remote: ReadLoad }[]) => ReadLoad): ReadSummary => {
-      const loads = rounds.map(pick);
-      return {
-        requests: loads[0]?.requests ?? 0,
-        inFlight: loads[0]?.inFlight ?? 0,
-        elapsedMs: median(loads.map((x) => x.elapsedMs)),
-        msgsPerSec: median(loads.map((x) => x.msgsPerSec)),
-        p50Ms: median(loads.map((x) => x.p50Ms)),
-        p99Ms: median(loads.map((x) => x.p99Ms)),
-        rounds: loads,
-      };
-    };
+    const summary = (pick: (round: { local: LoadResult; remote: LoadResult }[]) => LoadResult) =>
+      summarizeLoads(rounds.map(pick));
     const localSide = { rtt: summary((x) => x[0]!.local), pipelined: summary((x) => x[1]!.local) };
     const remoteSide = { rtt: summary((x) => x[0]!.remote), pipelined: summary((x) => x[1]!.remote) };
     const { progress: _progress, nodeArgs: _nodeArgs, ...parameters } = options;
@@ -159,13 +135,13 @@ export async function runRemoteControlBench(
       ratios: {
         rttP50: remoteSide.rtt.p50Ms / localSide.rtt.p50Ms,
         rttP99: remoteSide.rtt.p99Ms / localSide.rtt.p99Ms,
-        pipelinedMsgsPerSec: remoteSide.pipelined.msgsPerSec / localSide.pipelined.msgsPerSec,
+        pipelinedReqPerSec: remoteSide.pipelined.reqPerSec / localSide.pipelined.reqPerSec,
         pipelinedP50: remoteSide.pipelined.p50Ms / localSide.pipelined.p50Ms,
         pipelinedP99: remoteSide.pipelined.p99Ms / localSide.pipelined.p99Ms,
       },
       overheadUs: {
         roundTripP50: (remoteSide.rtt.p50Ms - localSide.rtt.p50Ms) * 1000,
-        perMessageUnderLoad: 1e6 / remoteSide.pipelined.msgsPerSec - 1e6 / localSide.pipelined.msgsPerSec,
+        perMessageUnderLoad: 1e6 / remoteSide.pipelined.reqPerSec - 1e6 / localSide.pipelined.reqPerSec,
       },
     };
   } finally {
@@ -209,24 +185,9 @@ async function startEnabledGatehouse(
 // ---------------------------------------------------------------------------------------------
 // The local baseline: account/read over the child's stdio.
 
-/**
- * `inFlight` requests outstanding on the stdio connection, through stdio-load.ts's closed loop
- * with this request and its check. Notifications are skipped; anything else that is not an
- * expected answer fails the run.
- */
-async function stdioReads(connection: Connection, requests: number, inFlight: number): Promise<ReadLoad> {
-  const { elapsedMs, latency } = await runClosedLoop(
-    connection,
-    {
-      request: (id) => `{"id":${id},"method":"account/read","params":{}}`,
-      check: readProblem,
-      skipNotifications: true,
-    },
-    requests,
-    inFlight,
-    loadTimeoutMs(requests),
-  );
-  return loadOf(latency, inFlight, elapsedMs);
+/** `inFlight` account/reads outstanding on the stdio connection (stdio-load.ts's closed loop). */
+function stdioReads(connection: Connection, requests: number, inFlight: number): Promise<LoadResult> {
+  return measureLoop(connection, accountReadLoop, requests, inFlight, loadTimeoutMs(requests));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,7 +201,7 @@ async function remoteReads(
   clients: RemoteClient[],
   requests: number,
   inFlightPerClient: number,
-): Promise<ReadLoad> {
+): Promise<LoadResult> {
   const latency = new Float64Array(requests);
   const timeoutMs = loadTimeoutMs(requests);
   let next = 0;
@@ -262,28 +223,47 @@ async function remoteReads(
   const elapsedMs = performance.now() - t0;
   // The client keeps every message it received; the bench has checked them already.
   for (const remote of clients) remote.received.length = 0;
-  return loadOf(latency, clients.length * inFlightPerClient, elapsedMs);
+  return loadResult(latency, clients.length * inFlightPerClient, elapsedMs);
 }
 
 // ---------------------------------------------------------------------------------------------
 
-/** Why `m` is not a good `account/read` answer for the bench identity, or undefined when it is. */
-function readProblem(m: Pick<Answer, 'result' | 'error'>): string | undefined {
-  if (m.error !== undefined) return `error ${JSON.stringify(m.error)}`;
-  const account = (m.result as { account?: { email?: unknown } } | undefined)?.account;
-  return account?.email === BENCH_IDENTITY.email
-    ? undefined
-    : `not the bench account: ${JSON.stringify(m.result)}`;
-}
-
-function loadOf(latency: Float64Array, inFlight: number, elapsedMs: number): ReadLoad {
-  const sorted = sortedCopy(latency);
-  return {
-    requests: latency.length,
-    inFlight,
-    elapsedMs,
-    msgsPerSec: (latency.length / elapsedMs) * 1000,
-    p50Ms: percentile(sorted, 0.5),
-    p99Ms: percentile(sorted, 0.99),
-  };
+export function printRemoteControlReport(report: RemoteControlReport): void {
+  const { clients, inFlightPerClient } = report.parameters;
+  const inFlight = clients * inFlightPerClient;
+  const w = [44, 11, 9, 9, 28];
+  console.log('');
+  console.log(row(['Remote control (account/read)', 'req/s', 'p50 ms', 'p99 ms', 'req/s per round'], w));
+  const loadRow = (label: string, x: LoadSummary) =>
+    console.log(
+      row(
+        [
+          label,
+          int(x.reqPerSec),
+          ms(x.p50Ms),
+          ms(x.p99Ms),
+          x.rounds.map((o) => int(o.reqPerSec)).join(' / '),
+        ],
+        w,
+      ),
+    );
+  loadRow('  local stdio, 1 in flight (RTT)', report.local.rtt);
+  loadRow('  remote via the relay, 1 in flight (RTT)', report.remote.rtt);
+  loadRow(`  local stdio, ${inFlight} in flight`, report.local.pipelined);
+  loadRow(`  remote, ${clients} clients x ${inFlightPerClient} in flight`, report.remote.pipelined);
+  const q = [44, 11];
+  const { ratios, overheadUs } = report;
+  console.log('');
+  console.log("Ratios remote / local (the local stdio path is this part's ceiling)");
+  console.log(row(['  RTT p50', ratio(ratios.rttP50)], q));
+  console.log(row(['  RTT p99', ratio(ratios.rttP99)], q));
+  console.log(row([`  req/s at ${inFlight} in flight`, ratio(ratios.pipelinedReqPerSec)], q));
+  console.log(row([`  p50 at ${inFlight} in flight`, ratio(ratios.pipelinedP50)], q));
+  console.log(row([`  p99 at ${inFlight} in flight`, ratio(ratios.pipelinedP99)], q));
+  console.log('');
+  console.log(row(['Relay overhead', 'µs'], q));
+  console.log(row(['  per round trip (RTT p50 remote - local)', us(overheadUs.roundTripP50)], q));
+  console.log(
+    row([`  per message at ${inFlight} in flight (1/rate)`, us(overheadUs.perMessageUnderLoad)], q),
+  );
 }

@@ -1,4 +1,4 @@
-/** Percentiles by sorting (hdr-histogram-js is not installed; at these sample counts sorting is cheap). */
+/** Exact percentiles by sorting: the bench keeps every sample, and at these counts sorting is cheap. */
 
 /** Nearest-rank percentile of an ascending-sorted sample, `p` in [0, 1]. */
 export function percentile(sorted: ArrayLike<number>, p: number): number {

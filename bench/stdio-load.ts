@@ -5,10 +5,10 @@
  * the answer (stack-spike §3 method).
  *
  * `runClosedLoop` is the driver, told how to build a request line and how to check an answer;
- * `runLoad` is the stdio part's load (codex's mock method) on top of it. The remote-control bench
- * drives its stdio baseline with the same loop.
+ * `measureLoop` summarizes a run, `runLoad` is the mock-method load on top of it. Every bench
+ * that drives a JSON-lines child (account/read, device/key/sign) uses the same loop.
  */
-import { percentile } from './stats.js';
+import { median, percentile, sortedCopy } from './stats.js';
 import { withTimeout, type LineChild } from './line-child.js';
 
 /** A JSON-lines connection and the next request id unused on it. */
@@ -73,22 +73,54 @@ export async function runLoad(
     }
     return undefined;
   };
-  const { elapsedMs, latency } = await runClosedLoop(
-    target,
-    { request: requestLine, check },
-    requests,
-    inFlight,
-    timeoutMs,
-  );
-  latency.sort();
+  // Gatehouse may announce login or status changes while the load runs: passed over.
+  const loop = { request: requestLine, check, skipNotifications: true };
+  return measureLoop(target, loop, requests, inFlight, timeoutMs);
+}
+
+/** `runClosedLoop`, summarized: rate and latency percentiles. */
+export async function measureLoop(
+  connection: Connection,
+  loop: ClosedLoop,
+  requests: number,
+  inFlight: number,
+  timeoutMs: number,
+): Promise<LoadResult> {
+  const { elapsedMs, latency } = await runClosedLoop(connection, loop, requests, inFlight, timeoutMs);
+  return loadResult(latency, inFlight, elapsedMs);
+}
+
+/** Rate and percentiles of one run from its latencies (ms, any order) and wall time. */
+export function loadResult(latency: ArrayLike<number>, inFlight: number, elapsedMs: number): LoadResult {
+  const sorted = sortedCopy(latency);
   return {
-    requests,
+    requests: sorted.length,
     inFlight,
     elapsedMs,
-    reqPerSec: (requests / elapsedMs) * 1000,
-    p50Ms: percentile(latency, 0.5),
-    p99Ms: percentile(latency, 0.99),
+    reqPerSec: (sorted.length / elapsedMs) * 1000,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
   };
+}
+
+/** Medians over rounds of the same load, with the rounds kept for the JSON. */
+export type LoadSummary = LoadResult & { rounds: LoadResult[] };
+
+export function summarizeLoads(rounds: LoadResult[]): LoadSummary {
+  return {
+    requests: rounds[0]?.requests ?? 0,
+    inFlight: rounds[0]?.inFlight ?? 0,
+    elapsedMs: median(rounds.map((r) => r.elapsedMs)),
+    reqPerSec: median(rounds.map((r) => r.reqPerSec)),
+    p50Ms: median(rounds.map((r) => r.p50Ms)),
+    p99Ms: median(rounds.map((r) => r.p99Ms)),
+    rounds,
+  };
+}
+
+/** Pipelined runs get a deadline that scales with their size: a floor of 2,000 req/s, at least 30 s. */
+export function loadTimeoutMs(requests: number): number {
+  return Math.max(30_000, requests / 2);
 }
 
 /**
