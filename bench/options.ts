@@ -24,9 +24,8 @@ export type Part = keyof typeof PARTS;
 
 /** The in-flight depth of the account/read target (issue 7): the stdio echo ceiling is measured there too. */
 export const TARGET_IN_FLIGHT = 64;
-/** The WebSocket handshake target's clients, arriving at a steady 100 per second. */
-export const WS_HANDSHAKE_CLIENTS = 1000;
-export const WS_HANDSHAKE_RAMP_UP_MS = 10_000;
+/** The WebSocket handshake target's clients, after a warm-up batch, arriving at a steady pace. */
+export const WS_HANDSHAKE = { clients: 1000, warmUpClients: 100, arrivalsPerSec: 100 } as const;
 /** The idle-connection target's count; a run that opens fewer says so next to the figure. */
 export const IDLE_TARGET_CONNECTIONS = 10_000;
 

@@ -28,8 +28,7 @@ import {
   parseBenchOptions,
   TARGET_IN_FLIGHT,
   UsageError,
-  WS_HANDSHAKE_CLIENTS,
-  WS_HANDSHAKE_RAMP_UP_MS,
+  WS_HANDSHAKE,
   type BenchOptions,
   type Part,
 } from './options.js';
@@ -81,11 +80,7 @@ async function main(options: BenchOptions): Promise<void> {
         writeResults('handshakes', mode, results.handshakes);
         break;
       case 'ws-handshakes':
-        results.wsHandshakes = await runWsHandshakeBench({
-          clients: WS_HANDSHAKE_CLIENTS,
-          rampUpMs: WS_HANDSHAKE_RAMP_UP_MS,
-          progress,
-        });
+        results.wsHandshakes = await runWsHandshakeBench({ ...WS_HANDSHAKE, progress });
         printWsHandshakeReport(results.wsHandshakes);
         writeResults('ws-handshakes', mode, results.wsHandshakes);
         break;
@@ -199,8 +194,9 @@ function targetsOf(r: Results, c: Ceilings, options: BenchOptions): TargetsTable
           figure: r.wsHandshakes.worstStepP99Ms,
           ceiling: { label: 'raw ws echo round trip p99', value: r.wsHandshakes.ceiling.p99 },
           note:
-            `initialize -> authenticated -> attested, ${int(WS_HANDSHAKE_CLIENTS)} clients arriving over ` +
-            `${WS_HANDSHAKE_RAMP_UP_MS / 1000} s; figure = the slowest step's p99`,
+            `initialize -> authenticated -> attested, ${int(WS_HANDSHAKE.clients)} clients arriving ` +
+            `${WS_HANDSHAKE.arrivalsPerSec} per second after ${WS_HANDSHAKE.warmUpClients} warm-up clients; ` +
+            `figure = the slowest step's p99`,
         }
       : skipped('ws-handshakes'),
   );

@@ -20,6 +20,8 @@ export interface LoadtestOptions extends RunConfig {
   requestTimeoutMs: number;
   maxErrorRate: number;
   seed: number;
+  /** Clients whose handshake steps are not recorded. */
+  warmUpClients: number;
   progress: boolean;
   /** Report paths; null when that report is not wanted. */
   jsonPath: string | null;
@@ -72,6 +74,9 @@ Load:
                                              owning client to refresh and retries
                             The first client of a shared broker owns its login and plays no fault.
       --seed N              seed of the fault and operation choices (default 1)
+      --warm-up N           the first N clients warm the broker up (module loading, JIT, worker
+                            threads): they run as the others but their handshake steps are left
+                            out of the results (default 0)
 
 Limits and output:
       --request-timeout TIME  an answer later than this counts as an error (default 30s)
@@ -105,6 +110,7 @@ export const LOADTEST_OPTIONS = {
   mix: { type: 'string' },
   faults: { type: 'string' },
   seed: { type: 'string' },
+  'warm-up': { type: 'string' },
   'request-timeout': { type: 'string' },
   timeout: { type: 'string' },
   'max-error-rate': { type: 'string' },
@@ -178,6 +184,7 @@ export function parseLoadtestArgs(args: string[], now = new Date()): LoadtestOpt
     requestTimeoutMs: duration('--request-timeout', v['request-timeout'], 30_000),
     maxErrorRate: fraction('--max-error-rate', v['max-error-rate'] ?? '0.001'),
     seed: integer('--seed', v.seed, 1, 0, 2 ** 32 - 1),
+    warmUpClients: integer('--warm-up', v['warm-up'], 0, 0, clients - 1),
     progress: !v['no-progress'],
     jsonPath: reportPath(v.json, 'json'),
     htmlPath: reportPath(v.html, 'html'),

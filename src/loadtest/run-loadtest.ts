@@ -115,7 +115,10 @@ export async function runLoadtest(
     let session: SimulatedSession;
     try {
       const link = await target!.connect(slot.index);
-      session = new SimulatedSession(link, { index: slot.index, owner, silent: slot.silent }, ctx);
+      // A warm-up client's steps go to a recorder nobody reads; a reconnect is measured.
+      const measured = slot.index >= options.warmUpClients || slot.reconnecting !== undefined;
+      const context = measured ? ctx : { ...ctx, recorder: new Recorder() };
+      session = new SimulatedSession(link, { index: slot.index, owner, silent: slot.silent }, context);
     } catch (e) {
       recorder.fail('initialize', 'connect', (e as Error).message, true);
       return;

@@ -71,7 +71,20 @@ describe('gatehouse loadtest options', () => {
         '-c',
         'b=2',
       ],
-      ...['--think', '2m', '--json', 'r.json', '--html', '-', '--no-progress', '--seed', '7'],
+      ...[
+        '--think',
+        '2m',
+        '--json',
+        'r.json',
+        '--html',
+        '-',
+        '--no-progress',
+        '--seed',
+        '7',
+        '--warm-up',
+        '100',
+      ],
+      ...['--node-arg=--cpu-prof', '--node-arg', '--max-old-space-size=512'],
     );
     assert.equal(o.clients, 1000);
     assert.equal(o.transport, 'remote');
@@ -87,6 +100,8 @@ describe('gatehouse loadtest options', () => {
     assert.equal(o.htmlPath, null);
     assert.equal(o.progress, false);
     assert.equal(o.seed, 7);
+    assert.equal(o.warmUpClients, 100);
+    assert.deepEqual(o.nodeArgs, ['--cpu-prof', '--max-old-space-size=512']);
     assert.equal(duration('--x', '12', 0), 12_000);
   });
 
@@ -106,5 +121,6 @@ describe('gatehouse loadtest options', () => {
     refused(['--faults', 'gremlins=1'], /NAME one of silent, disconnect, backend-401/);
     refused(['--max-error-rate', '2'], /--max-error-rate must be a fraction/);
     refused(['--frobnicate'], /Unknown option '--frobnicate'/);
+    refused(['-n', '10', '--warm-up', '10'], /--warm-up must be a whole number from 0 to 9/);
   });
 });
