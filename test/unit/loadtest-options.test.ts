@@ -84,7 +84,7 @@ describe('gatehouse loadtest options', () => {
         '--warm-up',
         '100',
       ],
-      ...['--node-arg=--cpu-prof', '--node-arg', '--max-old-space-size=512'],
+      ...['--node-arg=--cpu-prof', '--node-arg=--max-old-space-size=512'],
     );
     assert.equal(o.clients, 1000);
     assert.equal(o.transport, 'remote');
