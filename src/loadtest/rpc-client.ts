@@ -21,6 +21,9 @@ interface Waiter {
 export class RpcClient {
   /** Why the link ended; undefined while it is up. */
   closedBecause: string | undefined;
+  /** Settles with the reason once the link is gone. */
+  readonly closed: Promise<string>;
+  private linkGone: (reason: string) => void = () => undefined;
   private nextId = 1;
   private readonly pending = new Map<number, (o: Outcome) => void>();
   private readonly waiters = new Set<Waiter>();
@@ -34,9 +37,11 @@ export class RpcClient {
     link.onMessage = (m) => this.received(m);
     link.onInvalid = (text) =>
       this.fail({ code: 'invalid-output', message: `not a JSON-RPC message: ${text}` });
+    this.closed = new Promise((resolve) => (this.linkGone = resolve));
     link.onClose = (reason) => {
       this.closedBecause = reason;
       this.fail({ code: 'closed', message: reason });
+      this.linkGone(reason);
     };
   }
 

@@ -58,11 +58,13 @@ export async function runLoadtest(
   const workDir = mkdtempSync(join(tmpdir(), 'gatehouse-loadtest-'));
   const serverRequests: ServerRequestCounts = { answered: 0, ignored: 0, byMethod: {} };
   const slots: Slot[] = [];
+  /** Every session not yet closed, handshaking ones included: a timeout closes them all. */
+  const open = new Set<SimulatedSession>();
   let phase: Phase = 'starting';
   let stopping = false;
   let timedOut = false;
   let disconnects = 0;
-  let clientsFinished = 0;
+  let clientsFinished: number;
   let workStart = 0;
   let workEnd: number | undefined;
   let started = 0;
@@ -107,7 +109,7 @@ export async function runLoadtest(
   const deadline = setTimeout(() => {
     timedOut = true;
     stopping = true;
-    for (const slot of slots) slot.session?.close();
+    for (const session of open) session.close();
   }, options.timeoutMs);
 
   /** Connects a slot's client and runs its handshake; the slot keeps the session only if it passed. */
@@ -119,6 +121,8 @@ export async function runLoadtest(
       const measured = slot.index >= options.warmUpClients || slot.reconnecting !== undefined;
       const context = measured ? ctx : { ...ctx, recorder: new Recorder() };
       session = new SimulatedSession(link, { index: slot.index, owner, silent: slot.silent }, context);
+      open.add(session);
+      void session.closed.then(() => open.delete(session));
     } catch (e) {
       recorder.fail('initialize', 'connect', (e as Error).message, true);
       return;
@@ -239,10 +243,8 @@ export async function runLoadtest(
     stopping = true;
     clearTimeout(deadline);
     probe?.sample();
-    for (const slot of slots) {
-      if (slot.session) clientsFinished++;
-      slot.session?.close();
-    }
+    clientsFinished = slots.filter((s) => s.session).length;
+    for (const session of open) session.close();
     await target?.close().catch(() => undefined);
     clearInterval(ticker);
     await backend.close();

@@ -66,8 +66,9 @@ export class SimulatedSession {
     this.rpc = new RpcClient(link, (m) => this.serverRequest(m), ctx.requestTimeoutMs);
   }
 
-  get closedBecause(): string | undefined {
-    return this.rpc.closedBecause;
+  /** Settles once the client's link is gone, whichever side closed it. */
+  get closed(): Promise<string> {
+    return this.rpc.closed;
   }
 
   /** Runs the three handshake steps; false when one failed (already recorded). */
