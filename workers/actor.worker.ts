@@ -5,7 +5,7 @@
  * No top-level await here: piscina loads this module through tsx's CommonJS hook in tests.
  */
 import { createActorCodec } from '../src/codec/msgpack.js';
-import type { Envelope, Reply } from '../src/runtime/envelope.js';
+import type { Reply } from '../src/runtime/envelope.js';
 import { cryptoBehaviour } from './crypto.behaviour.js';
 
 const codec = createActorCodec();
@@ -15,7 +15,7 @@ const behaviours: Record<string, Record<string, (body: never) => Reply>> = {
 };
 
 export function receive(bytes: Uint8Array): Uint8Array {
-  const envelope = codec.decode<Envelope>(bytes);
+  const envelope = codec.decodeEnvelope(bytes);
   const behaviour = behaviours[envelope.to];
   const handler = behaviour?.[envelope.type];
   if (!handler) throw new TypeError(`no pooled behaviour handles ${envelope.to}/${envelope.type}`);

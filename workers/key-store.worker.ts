@@ -10,7 +10,7 @@ import { expose } from 'comlink';
 import { createActorCodec } from '../src/codec/msgpack.js';
 import { toErrorData } from '../src/protocol/errors.js';
 import { nodeEndpoint } from '../src/runtime/comlink-node.js';
-import type { Envelope, Reply } from '../src/runtime/envelope.js';
+import type { Reply } from '../src/runtime/envelope.js';
 import type { ThreadWorkerApi } from '../src/runtime/thread-host.js';
 import { KeyStore, type KeyStoreSetup } from '../src/device-key/key-store.js';
 import { KeyStoreMessage } from '../src/device-key/key-store-messages.js';
@@ -38,7 +38,7 @@ const api: ThreadWorkerApi = {
     }),
   receive: (bytes) =>
     answer(async () => {
-      const envelope = codec.decode<Envelope>(bytes);
+      const envelope = codec.decodeEnvelope(bytes);
       if (!store) throw new Error('the key store is not open');
       switch (envelope.type) {
         case KeyStoreMessage.create:

@@ -4,6 +4,7 @@
  */
 import { createActor, type Actor, type ActorOptions } from 'xstate';
 import { later, type Behaviour, type Message } from '../../src/runtime/actor.js';
+import { packAsTuple } from '../../src/codec/msgpack.js';
 import type { ActorSystem } from '../../src/runtime/actor-system.js';
 import {
   BrokerError,
@@ -18,6 +19,7 @@ import { explainInvalid } from '../../src/protocol/registry.js';
 import type { Logger } from '../../src/util/logger.js';
 import {
   connectionMachine,
+  gateReadyRequest,
   lifecycleOf,
   type ConnectionEffects,
   type LifecycleState,
@@ -43,6 +45,24 @@ export interface ClientRequestBody {
   params: unknown;
   hasParams: boolean;
 }
+
+/** A client request as the broker sends it: its envelope carries it as a tuple (see `packAsTuple`). */
+export class ClientRequest implements ClientRequestBody {
+  constructor(
+    readonly id: RequestId,
+    readonly method: string,
+    readonly params: unknown,
+    readonly hasParams: boolean,
+  ) {}
+}
+
+packAsTuple(
+  0x11,
+  ClientRequest,
+  (r): [RequestId, string, unknown, boolean] => [r.id, r.method, r.params, r.hasParams],
+  ([id, method, params, hasParams]: [RequestId, string, unknown, boolean]) =>
+    new ClientRequest(id, method, params, hasParams),
+);
 
 export interface ServerRequestBody {
   method: ServerRequestMethod;
@@ -89,7 +109,8 @@ type Outcome =
 
 export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
   const { system, log, wire } = deps;
-  const pending = new Map<number, Pending>();
+  // Server->client requests waiting for an answer; made on first use (most connections never get one).
+  let pending: Map<number, Pending> | undefined;
   let outcome: Outcome | undefined;
   let lastState: LifecycleState = 'uninitialized';
 
@@ -106,13 +127,14 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
     },
     expireServerRequest: ({ key }) => {
       const id = Number(key);
-      const p = pending.get(id);
+      const p = pending?.get(id);
       if (!p) return;
-      pending.delete(id);
+      pending!.delete(id);
       log.warn({ connection: deps.connectionId, id, method: p.method }, 'server request timed out');
       p.reject(new BrokerError('REQUEST_TIMEOUT', `${p.method} was not answered in time`));
     },
     closeConnection: () => {
+      if (!pending) return;
       for (const [, p] of pending) p.reject(new BrokerError('CONNECTION_CLOSED', 'connection closed'));
       pending.clear();
     },
@@ -133,13 +155,22 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
   const session = (): Session | null => machine.getSnapshot().context.session;
 
   function handleRequest(body: ClientRequestBody): unknown {
+    const request = decodeClientRequest(body);
+    if (isReady(lastState)) {
+      // Past initialize a request cannot change the lifecycle: the ready states' own gate decides,
+      // without an XState event.
+      const s = session()!;
+      const gate = gateReadyRequest(request, s);
+      if (gate.kind === 'error') throw invalidRequest(gate.message);
+      return later(deps.dispatch(gate.request.method, gate.request.params, s).then(resultJson));
+    }
     outcome = undefined;
-    machine.send({ type: 'rpc.request', request: decodeClientRequest(body) });
+    machine.send({ type: 'rpc.request', request });
     const o = outcome as Outcome | undefined;
     if (!o) throw new BrokerError('CONNECTION_CLOSED', 'connection closed');
     if (o.kind === 'error') throw o.error;
-    if (o.kind === 'result') return o.value;
-    return later(o.promise);
+    if (o.kind === 'result') return resultJson(o.value);
+    return later(o.promise.then(resultJson));
   }
 
   function sendServerRequest(body: ServerRequestBody): unknown {
@@ -148,7 +179,7 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
     if (lastState === 'closed') throw new BrokerError('CONNECTION_CLOSED', 'connection closed');
     const id = deps.nextServerRequestId();
     const promise = new Promise<unknown>((resolve, reject) => {
-      pending.set(id, { method: body.method, resolve, reject });
+      (pending ??= new Map()).set(id, { method: body.method, resolve, reject });
     });
     const request: WireServerRequest = { id, method: body.method, params: body.params ?? {} };
     system.tell(wire, WIRE_REQUEST, request);
@@ -161,12 +192,12 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
   }
 
   function settle(id: RequestId, outcomeOf: (p: Pending) => void): void {
-    const p = typeof id === 'number' ? pending.get(id) : undefined;
+    const p = typeof id === 'number' ? pending?.get(id) : undefined;
     if (!p) {
       log.warn({ connection: deps.connectionId }, `could not find callback for ${describeId(id)}`);
       return;
     }
-    pending.delete(id as number);
+    pending!.delete(id as number);
     machine.send({ type: 'serverRequest.settled', key: String(id) });
     outcomeOf(p);
   }
@@ -227,6 +258,18 @@ export function connectionBehaviour(deps: ConnectionDeps): Behaviour {
       machine.stop();
     },
   };
+}
+
+function isReady(state: LifecycleState): boolean {
+  return state === 'initialized' || state === 'authenticated' || state === 'attested';
+}
+
+/**
+ * A client request's reply reaches the wire actor as the result's JSON text: the wire writes it
+ * as is, and one string is far cheaper to put in an envelope than the result's object tree.
+ */
+function resultJson(value: unknown): string {
+  return JSON.stringify(value ?? null);
 }
 
 /** codex's log wording for an answer nobody waits for: `Integer(12345)` / `String("x")`. */

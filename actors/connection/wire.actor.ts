@@ -39,10 +39,11 @@ export function wireBehaviour({ send, replied }: WireOutput): Behaviour {
     receive(message: Message) {
       switch (message.type) {
         case REPLY: {
+          // A successful reply carries the result's JSON text (the connection actor serializes it).
           const { correlation: id, reply } = message.body as ReplyMessage;
           send(
             reply.ok
-              ? encodeResponse(id, JSON.stringify(reply.value ?? null))
+              ? encodeResponse(id, reply.value as string)
               : encodeError(id, toWireError(fromErrorData(reply.error))),
           );
           replied();

@@ -257,8 +257,12 @@ export class AccountService {
     if (credentials.mode === 'apikey') {
       return { account: { type: 'apiKey' }, userId: null, requiresOpenaiAuth: true, workspaceRouting: null };
     }
+    // Only a refresh or a discovery (which may meet a 401) can replace the credentials read above;
+    // without either, reading them again would only cost a second ask.
+    let mayHaveChanged = false;
     // `refreshToken: true` asks a managed login for a proactive refresh; host-owned tokens ignore it.
     if (params.refreshToken === true && credentials.mode === 'chatgpt') {
+      mayHaveChanged = true;
       await this.services.auth
         .unauthorized({ mode: 'chatgpt', bearer: '', accountId: null, generation: snap.generation })
         .catch((e: unknown) =>
@@ -266,11 +270,12 @@ export class AccountService {
         );
     }
     if (this.workspace.failure === undefined && this.workspace.routing === undefined) {
+      mayHaveChanged = true;
       await this.discover(credentials);
     }
     if (this.workspace.failure !== undefined)
       throw new ProtocolError(ErrorCode.Internal, this.workspace.failure);
-    const fresh = (await this.snapshot())?.credentials ?? credentials;
+    const fresh = mayHaveChanged ? ((await this.snapshot())?.credentials ?? credentials) : credentials;
     const claims = fresh.mode === 'apikey' ? null : fresh.claims;
     return {
       account: {

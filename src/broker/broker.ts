@@ -6,7 +6,7 @@
 import { EventEmitter } from 'eventemitter3';
 import type { Piscina } from 'piscina';
 import { ActorSystem } from '../runtime/actor-system.js';
-import { createWorkerPool, poolHost } from '../runtime/worker-pool.js';
+import { createWorkerPool, lazyPoolHost } from '../runtime/worker-pool.js';
 import { BrokerError, isBrokerError, toErrorData } from '../protocol/errors.js';
 import { classifyMessage } from '../protocol/jsonrpc.js';
 import {
@@ -24,9 +24,9 @@ import {
 } from '../config/config.js';
 import type { LifecycleState, Session } from '../../actors/connection/connection.machine.js';
 import {
+  ClientRequest,
   connectionBehaviour,
   ConnectionMessage,
-  type ClientRequestBody,
   type ConnectionDeps,
   type LifecycleEvent,
   type ServerNotifyBody,
@@ -40,11 +40,7 @@ import { trustedContext } from '../upstream/trust.js';
 import { upstreamGetJson } from '../relay/upstream.js';
 import { ClientRequests } from '../protocol/methods/index.js';
 import type { Scope } from '../protocol/registry.js';
-import {
-  ScopeMessage,
-  scopeQueueBehaviour,
-  type ScopeRequestBody,
-} from '../../actors/scope/scope-queue.actor.js';
+import { ScopeMessage, ScopeRequest, scopeQueueBehaviour } from '../../actors/scope/scope-queue.actor.js';
 import {
   CREDENTIALS_ACTOR,
   CredentialsMessage,
@@ -118,7 +114,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
   readonly remoteControl: RemoteControlService;
   /** Whether credentials are installed: new connections start out authenticated then. */
   private authenticated = false;
-  private readonly pool: Piscina;
+  /** Made on the first crypto task (start-up does not wait for worker threads). */
+  private pool?: Piscina;
   private readonly serverInfo: ServerInfo;
   private readonly connections = new Map<string, ConnectionRecord>();
   private nextConnection = 0;
@@ -144,8 +141,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
       defaultCapacity: this.settings.mailboxCapacity,
       onEscalation: (address, error) => this.onEscalation(address, error),
     });
-    this.pool = createWorkerPool({ maxThreads: this.settings.workerThreads });
-    this.system.spawnHost(CRYPTO_ACTOR, poolHost(this.pool, this.system.codec), {
+    const pool = (): Piscina => (this.pool ??= createWorkerPool({ maxThreads: this.settings.workerThreads }));
+    this.system.spawnHost(CRYPTO_ACTOR, lazyPoolHost(pool, this.system.codec), {
       concurrency: this.settings.workerThreads * 4,
     });
     this.services = this.createServices(options.env ?? process.env);
@@ -251,7 +248,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   /** Puts broker-internal work on a scope's queue (no client request behind it). */
   private enqueueScoped(scope: Scope, method: string, params: unknown): Promise<unknown> {
-    const body: ScopeRequestBody = { method, params, connectionId: '', session: INTERNAL_SESSION };
+    const body = new ScopeRequest(method, params, '', INTERNAL_SESSION);
     return this.system.ask(scopeAddress(scope), ScopeMessage.request, body);
   }
 
@@ -382,7 +379,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     await Promise.all([...this.connections.values()].map((c) => c.transport.close()));
     for (const id of [...this.connections.keys()]) this.disconnect(id);
     this.system.stopAll();
-    await this.pool.destroy();
+    await this.pool?.destroy();
   }
 
   private connectionDeps(record: ConnectionRecord): ConnectionDeps {
@@ -436,7 +433,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
   ): Promise<unknown> {
     const def = ClientRequests[method];
     if ('scope' in def && def.scope) {
-      const body: ScopeRequestBody = { method, params, connectionId, session };
+      const body = new ScopeRequest(method, params, connectionId, session);
       return this.system.ask(scopeAddress(def.scope), ScopeMessage.request, body);
     }
     const followUps: (() => Promise<void> | void)[] = [];
@@ -499,12 +496,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
         return;
       case 'request': {
         const replyTo = { address: wireAddress(record.id), correlation: message.id };
-        const body: ClientRequestBody = {
-          id: message.id,
-          method: message.method,
-          params: message.params,
-          hasParams: message.hasParams,
-        };
+        const body = new ClientRequest(message.id, message.method, message.params, message.hasParams);
         record.inFlight++;
         try {
           this.system.tell(address, ConnectionMessage.clientRequest, body, replyTo);
@@ -523,7 +515,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private requestFinished(record: ConnectionRecord): void {
     record.inFlight = Math.max(0, record.inFlight - 1);
-    if (this.inFlight === 0 && this.idleWaiters.length > 0) {
+    // Waiters first: summing in-flight requests visits every connection.
+    if (this.idleWaiters.length > 0 && this.inFlight === 0) {
       for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
@@ -537,7 +530,8 @@ export class Broker extends EventEmitter<BrokerEvents> {
     this.system.stop(wireAddress(id));
     this.relay.connectionClosed(id);
     this.emit('connectionClosed', { connectionId: id });
-    if (this.inFlight === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    if (this.idleWaiters.length > 0 && this.inFlight === 0)
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   private onEscalation(address: string, error: unknown): void {

@@ -3,6 +3,7 @@
  * `gatehouse` command line. Stdout carries the protocol (app-server) or the command's own output
  * (demo, help); everything else goes to stderr.
  */
+import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 
 // Commands are imported when chosen: a host spawning `app-server` should not pay for the rest.
@@ -161,7 +162,7 @@ async function appServer(args: string[]): Promise<number> {
     process.stdout.write(appServerUsage(settingsHelp()));
     return 0;
   }
-  const { runAppServer } = await import('./app-server.js');
+  const { runAppServer } = await loadModule<typeof import('./app-server.js')>('./app-server.js');
   return runAppServer({ overrides: values.config, listen: values.listen });
 }
 
@@ -214,6 +215,21 @@ async function localBackend(args: string[]): Promise<number> {
 }
 
 class UsageError extends Error {}
+
+/**
+ * Loads a command's module with `require()`, which Node (>= 20.19) allows for ES modules: it reads
+ * the module graph synchronously, and for app-server's graph (about 500 files, TypeBox's alone
+ * about 370) that is some 70 ms less than `import()`, a quarter of the time to the first
+ * `initialize` answer. A graph with top-level await cannot be required; it is imported instead.
+ */
+async function loadModule<T>(specifier: string): Promise<T> {
+  try {
+    return createRequire(import.meta.url)(specifier) as T;
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ERR_REQUIRE_ASYNC_MODULE') throw e;
+    return (await import(specifier)) as T;
+  }
+}
 
 main(process.argv.slice(2)).then(
   (code) => {

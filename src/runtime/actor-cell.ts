@@ -31,10 +31,12 @@ export class ActorCell {
   private head = 0;
   private active = 0;
   private scheduled = false;
+  private pumping = false;
   private stopped = false;
-  private restarts: number[] = [];
+  // Made on first use: most cells never restart, and an idle connection's cells should cost little.
+  private restarts?: number[];
   /** Replies promised by `later()` that have not settled yet. */
-  private readonly pendingLater = new Set<ReplyTo>();
+  private pendingLater?: Set<ReplyTo>;
 
   constructor(
     readonly address: string,
@@ -81,14 +83,27 @@ export class ActorCell {
   }
 
   private pump(): void {
-    while (!this.stopped && this.active < this.concurrency && this.head < this.queue.length) {
-      const entry = this.queue[this.head++]!;
-      if (this.head > 1024 && this.head * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.head);
-        this.head = 0;
+    // A message settled synchronously goes back to this loop rather than into a nested pump: a
+    // mailbox of thousands (a burst of connections all initializing) once overflowed the stack.
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (!this.stopped && this.active < this.concurrency && this.head < this.queue.length) {
+        const entry = this.queue[this.head++]!;
+        if (this.head === this.queue.length) {
+          // Drained: drop the processed entries at once, so an idle actor holds no envelope bytes
+          // (each is a view that keeps one of the codec's 8 KB buffers alive).
+          this.queue.length = 0;
+          this.head = 0;
+        } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+          this.queue = this.queue.slice(this.head);
+          this.head = 0;
+        }
+        this.active++;
+        this.run(entry);
       }
-      this.active++;
-      this.run(entry);
+    } finally {
+      this.pumping = false;
     }
   }
 
@@ -132,7 +147,7 @@ export class ActorCell {
   }
 
   private awaitLater(replyTo: ReplyTo, promise: Promise<unknown>): void {
-    this.pendingLater.add(replyTo);
+    (this.pendingLater ??= new Set()).add(replyTo);
     promise.then(
       (value: unknown) => this.deliverLater(replyTo, { ok: true, value }),
       (e: unknown) => this.deliverLater(replyTo, { ok: false, error: toErrorData(e) }),
@@ -141,7 +156,7 @@ export class ActorCell {
 
   private deliverLater(replyTo: ReplyTo, reply: Reply): void {
     // After an escalation the held request was already answered with an error.
-    if (!this.pendingLater.delete(replyTo)) return;
+    if (!this.pendingLater?.delete(replyTo)) return;
     this.events.deliverReply(replyTo, reply);
   }
 
@@ -155,7 +170,7 @@ export class ActorCell {
       });
     }
     const now = Date.now();
-    this.restarts = this.restarts.filter((t) => now - t < this.supervision.windowMs);
+    this.restarts = (this.restarts ?? []).filter((t) => now - t < this.supervision.windowMs);
     if (this.supervision.strategy === 'restart' && this.restarts.length < this.supervision.maxRestarts) {
       this.restarts.push(now);
       this.log.warn({ actor: this.address, restarts: this.restarts.length }, 'restarting actor');
@@ -177,8 +192,9 @@ export class ActorCell {
     }
     this.queue = [];
     this.head = 0;
+    if (!this.pendingLater) return;
     for (const replyTo of this.pendingLater) this.events.deliverReply(replyTo, { ok: false, error: data });
-    this.pendingLater.clear();
+    this.pendingLater = undefined;
   }
 }
 

@@ -5,14 +5,8 @@
 import { BrokerError, fromErrorData } from '../protocol/errors.js';
 import { createActorCodec, type ActorCodec } from '../codec/msgpack.js';
 import type { Logger } from '../util/logger.js';
-import {
-  DEFAULT_SUPERVISION,
-  type ActorContext,
-  type Behaviour,
-  type Message,
-  type SpawnOptions,
-} from './actor.js';
-import { ActorCell, type ActorHost } from './actor-cell.js';
+import { DEFAULT_SUPERVISION, type ActorContext, type Behaviour, type SpawnOptions } from './actor.js';
+import { ActorCell, type ActorHost, type CellEvents } from './actor-cell.js';
 import { REPLY, type Envelope, type Reply, type ReplyMessage, type ReplyTo } from './envelope.js';
 
 /** The reserved address whose "mailbox" is the table of pending asks. */
@@ -32,25 +26,24 @@ export class ActorSystem {
   private nextAsk = 0;
   private readonly log: Logger;
   private readonly defaultCapacity: number;
+  /** Shared by every cell (one object, not one per actor: idle connections should be cheap). */
+  private readonly cellEvents: CellEvents;
 
   constructor(private readonly options: ActorSystemOptions) {
     this.log = options.log;
     this.defaultCapacity = options.defaultCapacity ?? DEFAULT_MAILBOX_CAPACITY;
+    this.cellEvents = {
+      deliverReply: (replyTo, reply) => this.deliverReply(replyTo, reply),
+      escalate: (addr, error) => {
+        this.cells.delete(addr);
+        this.options.onEscalation?.(addr, error);
+      },
+    };
   }
 
   /** Spawns an actor whose behaviour runs in this thread; `create` is called again on restart. */
   spawn(address: string, create: () => Behaviour, options: SpawnOptions = {}): void {
-    const ctx: ActorContext = { self: address, system: this };
-    let behaviour = create();
-    const host: ActorHost = {
-      process: (bytes) => behaviour.receive(this.codec.decode<Message>(bytes), ctx),
-      restart: () => {
-        behaviour.stopped?.();
-        behaviour = create();
-      },
-      stop: () => behaviour.stopped?.(),
-    };
-    this.spawnHost(address, host, options);
+    this.spawnHost(address, new BehaviourHost(create, { self: address, system: this }), options);
   }
 
   /** Spawns an actor backed by another host (for example a task in the worker pool). */
@@ -61,14 +54,8 @@ export class ActorSystem {
       host,
       options.capacity ?? this.defaultCapacity,
       options.concurrency ?? 1,
-      { ...DEFAULT_SUPERVISION, ...options.supervision },
-      {
-        deliverReply: (replyTo, reply) => this.deliverReply(replyTo, reply),
-        escalate: (addr, error) => {
-          this.cells.delete(addr);
-          this.options.onEscalation?.(addr, error);
-        },
-      },
+      options.supervision ? { ...DEFAULT_SUPERVISION, ...options.supervision } : DEFAULT_SUPERVISION,
+      this.cellEvents,
       this.log,
     );
     this.cells.set(address, cell);
@@ -90,7 +77,7 @@ export class ActorSystem {
     const cell = this.cells.get(to);
     if (!cell) throw new BrokerError('ACTOR_NOT_FOUND', `no actor at ${to}`);
     const envelope: Envelope = replyTo ? { to, type, body, replyTo } : { to, type, body };
-    cell.enqueue(this.codec.encode(envelope), replyTo, force);
+    cell.enqueue(this.codec.encodeEnvelope(envelope), replyTo, force);
   }
 
   /** Request/response between actors; the promise settles with the receiver's reply. */
@@ -123,7 +110,7 @@ export class ActorSystem {
       return;
     }
     const body: ReplyMessage = { correlation: replyTo.correlation, reply };
-    cell.enqueue(this.codec.encode({ to: replyTo.address, type: REPLY, body }), undefined, true);
+    cell.enqueue(this.codec.encodeEnvelope({ to: replyTo.address, type: REPLY, body }), undefined, true);
   }
 
   /** Stops an actor; whatever it still held gets an ACTOR_STOPPED error reply. */
@@ -139,5 +126,30 @@ export class ActorSystem {
     for (const [, pending] of this.asks)
       pending.reject(new BrokerError('ACTOR_STOPPED', 'actor system stopped'));
     this.asks.clear();
+  }
+}
+
+/** Runs a behaviour in this thread: decodes each envelope and hands the message to it. */
+class BehaviourHost implements ActorHost {
+  private behaviour: Behaviour;
+
+  constructor(
+    private readonly create: () => Behaviour,
+    private readonly ctx: ActorContext,
+  ) {
+    this.behaviour = create();
+  }
+
+  process(bytes: Uint8Array): unknown {
+    return this.behaviour.receive(this.ctx.system.codec.decodeEnvelope(bytes), this.ctx);
+  }
+
+  restart(): void {
+    this.behaviour.stopped?.();
+    this.behaviour = this.create();
+  }
+
+  stop(): void {
+    this.behaviour.stopped?.();
   }
 }

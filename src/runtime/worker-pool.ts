@@ -1,9 +1,12 @@
 /**
  * The piscina pool and the host that lets an actor live in it. Under tsx (tests, dev) the pool
  * loads the `.ts` worker and inherits tsx's loader; built code loads the compiled `.js`.
+ * piscina is loaded when the first pool is made, not at start-up: the broker makes its pool on the
+ * first task, and an app-server answering `initialize` needs neither the module nor its threads.
  */
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import { fromErrorData } from '../protocol/errors.js';
 import { forThread, type ActorCodec } from '../codec/msgpack.js';
 import type { ActorHost } from './actor-cell.js';
@@ -22,6 +25,7 @@ function workerEntry(): { filename: string; workerData?: { tsWorker: string } } 
 
 export function createWorkerPool(options: { maxThreads?: number } = {}): Piscina {
   const maxThreads = options.maxThreads ?? Math.max(1, Math.min(4, availableParallelism()));
+  const { Piscina } = createRequire(import.meta.url)('piscina') as typeof import('piscina');
   return new Piscina({
     ...workerEntry(),
     minThreads: 1,
@@ -37,9 +41,14 @@ export function createWorkerPool(options: { maxThreads?: number } = {}): Piscina
  * dies is a failure for supervision (piscina replaces the worker, so a restart has nothing to do).
  */
 export function poolHost(pool: Piscina, codec: ActorCodec): ActorHost {
+  return lazyPoolHost(() => pool, codec);
+}
+
+/** `poolHost` for a pool made on first use: `pool()` is called for every task and makes it once. */
+export function lazyPoolHost(pool: () => Piscina, codec: ActorCodec): ActorHost {
   return {
     process: async (bytes) => {
-      const out = (await pool.run(forThread(bytes), { name: 'receive' })) as Uint8Array;
+      const out = (await pool().run(forThread(bytes), { name: 'receive' })) as Uint8Array;
       const reply = codec.decode<Reply>(out);
       if (reply.ok) return reply.value;
       throw fromErrorData(reply.error);

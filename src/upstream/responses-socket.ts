@@ -4,7 +4,7 @@
  * `unexpected status` failure carrying the status (so a 401 enters the refresh loop), a
  * handshake that takes too long is a timeout, and anything else is a network failure.
  */
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 import { retryAfterMs } from './backoff.js';
 import {
   TIMEOUT_TEXT,
@@ -35,7 +35,10 @@ export function socketUrl(httpUrl: URL): URL {
   return url;
 }
 
-export function openResponsesSocket(url: URL, options: SocketOptions): Promise<WebSocket> {
+export async function openResponsesSocket(url: URL, options: SocketOptions): Promise<WebSocket> {
+  // Loaded on first use: an app-server that never opens a Responses socket does not load ws at
+  // start-up, where it was a tenth of the time to the first `initialize` answer.
+  const { WebSocket } = await import('ws');
   return new Promise<WebSocket>((resolve, reject) => {
     if (options.signal.aborted) {
       reject(abortedFailure());
