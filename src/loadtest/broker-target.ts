@@ -19,7 +19,7 @@ import type { Broker } from '../broker/broker.js';
 import { InProcessLink, StdioChildLink, WebSocketLink, type ClientLink } from './client-link.js';
 import type { TransportKind } from './results.js';
 import { RpcClient } from './rpc-client.js';
-import { ACCOUNT_ID } from './session.js';
+import { ACCOUNT_ID, refreshResult } from './session.js';
 
 export interface BrokerTarget {
   /** Who logs a broker in: each client its own, the first client, or the runner (remote). */
@@ -143,11 +143,7 @@ async function remoteTarget(options: TargetOptions): Promise<BrokerTarget> {
     server,
     (m) => {
       if (m.method === 'account/chatgptAuthTokens/refresh') {
-        control.answer(m.id, {
-          accessToken: options.freshToken(),
-          chatgptAccountId: ACCOUNT_ID,
-          chatgptPlanType: null,
-        });
+        control.answer(m.id, refreshResult(options.freshToken()));
       }
     },
     options.requestTimeoutMs,

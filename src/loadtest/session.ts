@@ -25,6 +25,11 @@ export type WorkOperation = (typeof WORK_OPERATIONS)[number];
 /** The account every simulated host logs in with (the local backend's user). */
 export const ACCOUNT_ID = 'acct-1';
 
+/** A host's answer to `account/chatgptAuthTokens/refresh`: fresh tokens for the same account. */
+export function refreshResult(accessToken: string): Record<string, unknown> {
+  return { accessToken, chatgptAccountId: ACCOUNT_ID, chatgptPlanType: null };
+}
+
 export interface ClientProfile {
   index: number;
   /** Logs its broker in (rather than confirming someone else's login). */
@@ -276,7 +281,7 @@ export class SimulatedSession {
       case 'attestation/generate':
         return { token: `loadtest-attestation-${this.profile.index}` };
       case 'account/chatgptAuthTokens/refresh':
-        return { accessToken: this.ctx.freshToken(), chatgptAccountId: ACCOUNT_ID, chatgptPlanType: null };
+        return refreshResult(this.ctx.freshToken());
       default:
         return undefined;
     }
