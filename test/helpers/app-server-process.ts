@@ -249,6 +249,20 @@ abstract class RpcPeer {
     return reply;
   }
 
+  /** All messages received so far, in order. */
+  get messages(): readonly RpcMessage[] {
+    return this.inbox.all;
+  }
+
+  /** Reads (and consumes) messages until one matches `pred`. */
+  async readUntil(
+    pred: (m: RpcMessage) => boolean,
+    what: string,
+    timeoutMs = this.readTimeoutMs,
+  ): Promise<RpcMessage> {
+    return (await this.inbox.readUntil(pred, what, timeoutMs)).match;
+  }
+
   /** Reads (and consumes) messages until the response or error for `id`. */
   async readUntilResponse(id: RpcId, timeoutMs = this.readTimeoutMs): Promise<RpcMessage> {
     return (await this.inbox.readUntil(isResponseTo(id), `the answer to id ${JSON.stringify(id)}`, timeoutMs))
@@ -329,11 +343,6 @@ export class TestClient extends RpcPeer {
     return this.exitStatus;
   }
 
-  /** All messages received so far, in order. */
-  get messages(): readonly RpcMessage[] {
-    return this.inbox.all;
-  }
-
   /** The exact stdout line a message was parsed from. */
   rawLine(m: RpcMessage): string {
     const raw = this.rawLines.get(m);
@@ -387,14 +396,6 @@ export class TestClient extends RpcPeer {
   async readUntilNotification(method: string, timeoutMs = this.readTimeoutMs): Promise<RpcMessage> {
     const pred = (m: RpcMessage) => m.method === method && !('id' in m);
     return (await this.inbox.readUntil(pred, `notification ${method}`, timeoutMs)).match;
-  }
-
-  async readUntil(
-    pred: (m: RpcMessage) => boolean,
-    what: string,
-    timeoutMs = this.readTimeoutMs,
-  ): Promise<RpcMessage> {
-    return (await this.inbox.readUntil(pred, what, timeoutMs)).match;
   }
 
   /** Fails if anything at all (even a partial line) appears on stdout within `ms`. */
