@@ -5,10 +5,11 @@
  * These texts reach clients (JSON-RPC errors) and logs, so nothing secret may pass through.
  */
 import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http';
+import { REDACTED, scrubSecrets } from '../util/scrub-secrets.js';
 
 export const BODY_PREVIEW_MAX_BYTES = 4096;
 
-export const REDACTED = '<redacted>';
+export { REDACTED };
 
 /** Top-level members of a JSON object body that hold secrets. */
 const SECRET_MEMBERS = ['remote_control_token', 'pairing_code', 'manual_pairing_code'] as const;
@@ -30,14 +31,7 @@ const RUST_TRIM = new RegExp(`^[${RUST_WHITESPACE}]+|[${RUST_WHITESPACE}]+$`, 'g
 export function previewBody(body: string | Uint8Array, secrets: readonly string[] = []): string {
   const text = (typeof body === 'string' ? body : Buffer.from(body).toString('utf8')).replace(RUST_TRIM, '');
   if (text === '') return '<empty>';
-  let preview = redactJsonObject(text);
-  for (const secret of secrets) {
-    if (secret === '') continue;
-    // Both as written and as JSON writes it inside a string (quotes and backslashes escaped).
-    for (const form of new Set([secret, JSON.stringify(secret).slice(1, -1)])) {
-      preview = preview.split(form).join(REDACTED);
-    }
-  }
+  const preview = scrubSecrets(redactJsonObject(text), secrets);
   return cutAtBytes(preview, BODY_PREVIEW_MAX_BYTES);
 }
 

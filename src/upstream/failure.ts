@@ -1,9 +1,11 @@
 /**
  * How one upstream attempt failed, worded as codex words it (the texts reach clients in `error`
  * notifications and in `turn/completed`), plus what the retry policy needs to know about it.
- * Nothing here ever holds a credential: URLs lose their query string and bodies are the backend's.
+ * Nothing here ever holds a credential: URLs lose their query string, and a backend body that
+ * quotes the credentials it was sent has them scrubbed.
  */
 import { STATUS_CODES } from 'node:http';
+import { credentialsIn, scrubSecrets } from '../util/scrub-secrets.js';
 
 export type FailureKind =
   /** The backend answered with a status other than success (401 after the refresh loop included). */
@@ -74,10 +76,19 @@ export function failureData(e: unknown): FailureData {
 /** Bodies quoted in failure texts are capped: they end up in notifications and logs. */
 const MAX_QUOTED_BODY = 4096;
 
-/** codex's text for a non-success answer: `unexpected status 401 Unauthorized: <body>, url: <url>`. */
-export function unexpectedStatusText(status: number, body: string, url: string): string {
+/**
+ * codex's text for a non-success answer: `unexpected status 401 Unauthorized: <body>, url: <url>`.
+ * The credentials the request carried (`sent`, its headers) are scrubbed from the quoted body.
+ */
+export function unexpectedStatusText(
+  status: number,
+  body: string,
+  url: string,
+  sent: Readonly<Record<string, string>>,
+): string {
   const reason = STATUS_CODES[status];
-  const quoted = body.length > MAX_QUOTED_BODY ? `${body.slice(0, MAX_QUOTED_BODY)}…` : body;
+  const scrubbed = scrubSecrets(body, credentialsIn(sent));
+  const quoted = scrubbed.length > MAX_QUOTED_BODY ? `${scrubbed.slice(0, MAX_QUOTED_BODY)}…` : scrubbed;
   return `unexpected status ${status}${reason ? ` ${reason}` : ''}: ${quoted}, url: ${displayUrl(url)}`;
 }
 

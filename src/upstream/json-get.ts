@@ -45,7 +45,9 @@ export async function getJson(
     last = { status: res.status, text };
     if (res.status === 401) {
       // The 401 loop recognises this failure; after the second one the answer is returned as is.
-      throw new UpstreamFailure(unexpectedStatusText(401, text, url.href), 'status', { status: 401 });
+      throw new UpstreamFailure(unexpectedStatusText(401, text, url.href, headers), 'status', {
+        status: 401,
+      });
     }
     return { status: res.status, body: parseBody(res.status, text, where) };
   };

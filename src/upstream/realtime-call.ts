@@ -64,7 +64,7 @@ export async function createRealtimeCall(
       );
       const text = await readText(res.body, MAX_ANSWER_BYTES, deps.timeoutMs);
       if (res.status < 200 || res.status >= 300) {
-        throw new UpstreamFailure(unexpectedStatusText(res.status, text, url.href), 'status', {
+        throw new UpstreamFailure(unexpectedStatusText(res.status, text, url.href, headers), 'status', {
           status: res.status,
         });
       }

@@ -82,10 +82,14 @@ export async function openResponsesSocket(url: URL, options: SocketOptions): Pro
         .then((body) => {
           req.destroy();
           settle({
-            failure: new UpstreamFailure(unexpectedStatusText(status, body, url.href), 'status', {
-              status,
-              retryAfterMs: retryAfterMs(res.headers) ?? null,
-            }),
+            failure: new UpstreamFailure(
+              unexpectedStatusText(status, body, url.href, options.headers),
+              'status',
+              {
+                status,
+                retryAfterMs: retryAfterMs(res.headers) ?? null,
+              },
+            ),
           });
         });
     });

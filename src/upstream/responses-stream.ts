@@ -96,7 +96,7 @@ export async function postResponses(
   const res = await openRequest(url, { method: 'POST', headers, body, ...options }, agents);
   if (res.status >= 200 && res.status < 300) return res;
   const text = await readText(res.body, MAX_ERROR_BODY, options.timeoutMs).catch(() => '');
-  throw new UpstreamFailure(unexpectedStatusText(res.status, text, url.href), 'status', {
+  throw new UpstreamFailure(unexpectedStatusText(res.status, text, url.href, headers), 'status', {
     status: res.status,
     retryAfterMs: retryAfterMs(res.headers) ?? null,
   });

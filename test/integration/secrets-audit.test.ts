@@ -150,9 +150,19 @@ describe('scenarios, with recognisable secrets', () => {
     assert.equal(await turn(first, 'with an API key'), 'completed');
     assert.ok(bearers('responses.ws').concat(bearers('responses.http')).includes(apiKey), 'the key was used');
 
-    // The backend refuses the key: the failure the client sees must not quote it.
+    // The backend refuses the key, once quoting it in its answer: the failures the client sees
+    // quote the body (codex's text) but not the key.
     backend.revokeBearer(apiKey);
     assert.equal(await turn(first, 'with a revoked key'), 'failed');
+    const echo = { kind: 'status', status: 400, body: `{"error":{"message":"bad key ${apiKey}"}}` } as const;
+    for (const route of ['responses.ws', 'responses.http'] as const)
+      backend.faults.add({ route, action: echo, times: -1 });
+    assert.equal(await turn(first, 'with a key the backend quotes'), 'failed');
+    backend.faults.clear();
+    assert.ok(
+      errorTexts(first).some((text) => text.includes('bad key <redacted>')),
+      'the body is quoted, the key scrubbed',
+    );
     first.closeStdin();
     assert.equal((await first.waitExit()).code, 0);
 
