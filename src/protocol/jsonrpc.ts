@@ -5,6 +5,7 @@
  */
 import type { WireError } from './errors.js';
 import { type RequestId, requestIdJson, toRequestId } from './request-id.js';
+import { scanObjectText } from './serde-json-strict.js';
 
 export type Incoming =
   | { kind: 'request'; id: RequestId; method: string; params: unknown; hasParams: boolean }
@@ -26,21 +27,45 @@ export function classifyMessage(text: string): Incoming {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { kind: 'invalid', reason: NO_VARIANT };
   }
+  const scan = scanObjectText(text, value);
+  if (scan.refused !== undefined) return { kind: 'invalid', reason: scan.refused };
   const obj = value as Record<string, unknown>;
   const id =
-    'id' in obj
-      ? toRequestId(obj.id, typeof obj.id === 'number' ? topLevelToken(text, 'id') : undefined)
-      : undefined;
-  if (typeof obj.method === 'string') {
-    // A request needs a valid id; with a null, float or object id the line is a notification.
-    if (id !== undefined) {
-      return { kind: 'request', id, method: obj.method, params: obj.params, hasParams: 'params' in obj };
-    }
-    return { kind: 'notification', method: obj.method, params: obj.params };
+    'id' in obj ? toRequestId(obj.id, typeof obj.id === 'number' ? scan.idNumber : undefined) : undefined;
+  // codex tries the shapes in this order (an untagged enum); a shape fails when one of its own
+  // members is written twice, while members it does not know are ignored.
+  const once = (...keys: string[]) => keys.every((k) => (scan.members.get(k) ?? 0) < 2);
+  const method = typeof obj.method === 'string' ? obj.method : undefined;
+  if (
+    method !== undefined &&
+    id !== undefined &&
+    isTrace(obj.trace) &&
+    once('id', 'method', 'params', 'trace')
+  ) {
+    // `params: null` is no params, as codex's Option<Value> reads it.
+    const hasParams = 'params' in obj && obj.params !== null;
+    return { kind: 'request', id, method, params: hasParams ? obj.params : undefined, hasParams };
   }
-  if (id !== undefined && 'result' in obj) return { kind: 'response', id, result: obj.result };
-  if (id !== undefined && isWireError(obj.error)) return { kind: 'error', id, error: obj.error };
+  // A request needs a valid id; with a null, float or object id the line is a notification.
+  if (method !== undefined && once('method', 'params')) {
+    return { kind: 'notification', method, params: obj.params };
+  }
+  if (id !== undefined && 'result' in obj && once('id', 'result')) {
+    return { kind: 'response', id, result: obj.result };
+  }
+  if (id !== undefined && isWireError(obj.error) && once('id', 'error')) {
+    return { kind: 'error', id, error: obj.error };
+  }
   return { kind: 'invalid', reason: NO_VARIANT };
+}
+
+/** codex's optional W3C trace context: absent, null, or an object of optional strings. */
+function isTrace(trace: unknown): boolean {
+  if (trace === undefined || trace === null) return true;
+  if (typeof trace !== 'object' || Array.isArray(trace)) return false;
+  const { traceparent, tracestate } = trace as Record<string, unknown>;
+  const optionalString = (v: unknown) => v === undefined || v === null || typeof v === 'string';
+  return optionalString(traceparent) && optionalString(tracestate);
 }
 
 function isWireError(e: unknown): e is WireError {
@@ -109,7 +134,9 @@ export function topLevelToken(text: string, key: string): string | undefined {
     } else {
       while (i < n && !',}] \t\r\n'.includes(text[i]!)) i++;
     }
-    if (rawKey === wanted) return text.slice(valueStart, i);
+    // A key may be written with escapes (`"\u0069d"`); JSON.parse decodes it, so must this.
+    if (rawKey === wanted || (rawKey.includes('\\') && JSON.parse(rawKey) === key))
+      return text.slice(valueStart, i);
     skipWs();
     if (text[i] !== ',') return undefined;
     i++;

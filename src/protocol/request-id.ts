@@ -27,9 +27,10 @@ export function toRequestId(value: unknown, raw: string | undefined): RequestId 
   if (typeof value !== 'number') return undefined;
   if (raw !== undefined) {
     if (!/^-?\d+$/.test(raw)) return undefined; // 1.5, 1.0, 1e3: floats are not ids
+    if (raw === '-0') return undefined; // serde_json reads `-0` as a float
     const big = BigInt(raw);
     if (big < I64_MIN || big > I64_MAX) return undefined;
     return Number.isSafeInteger(value) ? value : big;
   }
-  return Number.isSafeInteger(value) ? value : undefined;
+  return Number.isSafeInteger(value) && !Object.is(value, -0) ? value : undefined;
 }
