@@ -57,7 +57,11 @@ export class DeviceKeyService {
     services.log.debug({ deviceKeyClasses: found }, 'device-key providers found');
     for (const protectionClass of CLASSES) {
       const provider = this.choice.configs[protectionClass];
-      const setup: KeyStoreSetup = { provider, codexHome: services.codexHome };
+      const setup: KeyStoreSetup = {
+        provider,
+        codexHome: services.codexHome,
+        tpmTimeoutMs: services.settings.deviceKeyTpmTimeoutMs,
+      };
       const host = new ThreadHost({
         name: keyStoreAddress(protectionClass),
         module: 'key-store.worker.js',
@@ -86,6 +90,13 @@ export class DeviceKeyService {
   /** Ends every key-store worker as a crash would; recovery tests use it. */
   async crashWorkers(): Promise<void> {
     await Promise.all([...this.hosts.values()].map((host) => host.terminateWorkers()));
+  }
+
+  /** Key-store worker threads alive now, over every protection class. */
+  get threadCount(): number {
+    let n = 0;
+    for (const host of this.hosts.values()) n += host.threadCount;
+    return n;
   }
 
   async create(params: {

@@ -122,6 +122,11 @@ export class ThreadHost implements ActorHost {
     for (const slot of this.slots.splice(0)) void slot.terminate();
   }
 
+  /** Workers alive now (started on demand, so 0 until the first message). */
+  get threadCount(): number {
+    return this.slots.length;
+  }
+
   /** Ends every worker as a crash would (tests of recovery use this). */
   async terminateWorkers(): Promise<void> {
     await Promise.all(this.slots.map((slot) => slot.terminate()));

@@ -34,7 +34,10 @@ export interface Swtpm {
   readonly tcti: string;
   /** swtpm's own state (its NV memory, including the owner seed). */
   readonly stateDir: string;
-  stop(): Promise<void>;
+  /** Stops the simulator: SIGTERM (then SIGKILL after 2 s), or straight away with `signal`. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** SIGSTOP (true) or SIGCONT (false): a simulator that hangs, its sockets still open. */
+  pause(paused: boolean): void;
   /** starts again on the same state and port */
   start(): Promise<void>;
   /** Stops the simulator and removes its temp dir. */
@@ -121,12 +124,14 @@ export async function startSwtpm(options: SwtpmOptions = {}): Promise<Swtpm> {
     }
   };
 
-  const stop = async (): Promise<void> => {
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
     const running = child;
     if (!running) return;
     child = undefined;
     if (running.exitCode === null && running.signalCode === null) {
-      running.kill('SIGTERM');
+      running.kill(signal);
+      // A paused simulator cannot act on SIGTERM until it runs again.
+      running.kill('SIGCONT');
       const timer = setTimeout(() => running.kill('SIGKILL'), 2000);
       await exited;
       clearTimeout(timer);
@@ -152,6 +157,7 @@ export async function startSwtpm(options: SwtpmOptions = {}): Promise<Swtpm> {
     tcti: target.tcti,
     stateDir,
     stop,
+    pause: (paused) => void child?.kill(paused ? 'SIGSTOP' : 'SIGCONT'),
     start,
     dispose: async () => {
       await stop();

@@ -52,7 +52,7 @@ export async function createPkcs11Provider(options: Pkcs11ProviderOptions): Prom
         throw error;
       }
     }
-    return new Pkcs11Provider(library, session);
+    return new Pkcs11Provider(library, session, token.slot, options.tokenLabel);
   } catch (error) {
     throw toProtocolError(error);
   }
@@ -66,9 +66,14 @@ class Pkcs11Provider implements KeyProvider {
   readonly #signature = Buffer.alloc(SIGNATURE_ROOM);
   readonly #ecdsa = { mechanism: pkcs11js.CKM_ECDSA };
 
-  constructor(library: PKCS11, session: Handle) {
+  readonly #slot: Handle;
+  readonly #tokenLabel: string;
+
+  constructor(library: PKCS11, session: Handle, slot: Handle, tokenLabel: string) {
     this.#library = library;
     this.#session = session;
+    this.#slot = slot;
+    this.#tokenLabel = tokenLabel;
   }
 
   create(keyId: string): Promise<Uint8Array> {
@@ -208,7 +213,25 @@ class Pkcs11Provider implements KeyProvider {
       }
     }
     const key = this.#lookup(session, keyId);
+    if (!key) this.#assertTokenPresent();
     return key && use(session, key);
+  }
+
+  /**
+   * A key that cannot be found may be a token that is gone: SoftHSM2 finds nothing (and calls
+   * cached handles invalid) once its token folder is moved or deleted, and answers
+   * C_GetTokenInfo with CKR_GENERAL_ERROR from then on. "device key not found" would tell the
+   * host the key is lost for good; the token being unavailable is what to report.
+   */
+  #assertTokenPresent(): void {
+    try {
+      p11('C_GetTokenInfo', () => this.#library.C_GetTokenInfo(this.#slot));
+    } catch (error) {
+      const why = error instanceof Error ? error.message : String(error);
+      throw platformError(
+        `PKCS#11 token ${JSON.stringify(this.#tokenLabel)} is unavailable (${why}); if its storage was moved or deleted, restore it and restart Gatehouse`,
+      );
+    }
   }
 
   #lookup(session: Handle, keyId: string): KeyHandles | undefined {

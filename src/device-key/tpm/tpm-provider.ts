@@ -103,6 +103,8 @@ class TpmProvider implements TpmKeyProvider {
   private readonly spkis = new Map<string, Uint8Array>();
   private lock: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** When (performance.now()) an operation last failed because the TPM did not answer in time. */
+  private timedOutAt = -Infinity;
 
   constructor(
     private readonly stateDir: string,
@@ -353,7 +355,21 @@ class TpmProvider implements TpmKeyProvider {
    */
   private exclusive<T>(operation: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(platformError('the TPM provider is closed'));
-    const run = this.lock.then(operation, operation).catch((error: unknown) => {
+    const queuedAt = performance.now();
+    const guarded = (): Promise<T> => {
+      // A TPM that left the operation ahead of this one unanswered is hung or stopped: the
+      // operations that queued behind it fail now instead of each waiting its own deadline in
+      // turn (a hundred signs behind a stopped TPM would otherwise take a hundred deadlines).
+      if (this.timedOutAt >= queuedAt)
+        return Promise.reject(
+          platformError(
+            `TPM unavailable (${this.transport.tcti}): it did not answer an earlier command in time`,
+          ),
+        );
+      return operation();
+    };
+    const run = this.lock.then(guarded, guarded).catch((error: unknown) => {
+      if (error instanceof TransportError && error.kind === 'timeout') this.timedOutAt = performance.now();
       throw this.toProtocolError(error);
     });
     this.lock = run.catch(() => undefined);
