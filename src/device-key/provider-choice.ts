@@ -4,9 +4,11 @@
  * tpm2-tools reads it) or the kernel's resource manager `/dev/tpmrm0`; the PKCS#11 module at
  * SoftHSM2's standard paths. Nothing is opened here: the key-store workers do that on first use.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { GatehouseSettings } from '../config/config.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import { platformError } from './errors.js';
 import type { DeviceKeyProtectionClass, ProviderConfig } from './provider.js';
 
 export const TPM_RESOURCE_MANAGER = '/dev/tpmrm0';
@@ -94,12 +96,35 @@ export function prepareSofthsm(config: ProviderConfig, stateDir: string, env: No
   if (env.SOFTHSM2_CONF) return;
   const dir = join(stateDir, 'softhsm2');
   const tokens = join(dir, 'tokens');
-  mkdirSync(tokens, { recursive: true, mode: 0o700 });
   const conf = join(dir, 'softhsm2.conf');
-  writeFileSync(
-    conf,
-    `# Written by Gatehouse: SoftHSM2 tokens for device keys.\ndirectories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`,
-    { mode: 0o600 },
-  );
+  try {
+    // One level at a time: a recursive mkdir on a read-only file system reports ENOENT, not EROFS.
+    for (const folder of [stateDir, dir, tokens]) mkdirPrivate(folder);
+    const text = `# Written by Gatehouse: SoftHSM2 tokens for device keys.\ndirectories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n`;
+    // Atomic, so a full disk or a crash never leaves a truncated file SoftHSM2 would misread;
+    // and only when it changed, so a full disk does not stop keys that already exist.
+    if (readIfPresent(conf) !== text) writeFileAtomic(conf, text);
+  } catch (e) {
+    // A read-only or full CODEX_HOME: said as such, not as a bare "Internal error".
+    throw platformError(
+      `cannot prepare the SoftHSM2 token folder ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
+  }
   env.SOFTHSM2_CONF = conf;
+}
+
+function mkdirPrivate(folder: string): void {
+  try {
+    mkdirSync(folder, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}
+
+function readIfPresent(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return undefined;
+  }
 }

@@ -7,7 +7,9 @@
  * gets its own connection with a short busy timeout: a database another process holds locked
  * fails the step quickly with a reason instead of stalling every local client behind it.
  */
+import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
+import { describeStorageError } from '../store/state-db.js';
 
 /** Rows are keyed by where the server connects, for whom, and for which app-server client. */
 export interface EnrollmentKey {
@@ -39,6 +41,13 @@ interface EnrollmentRow {
 const KEY = 'websocket_url = ? AND account_id = ? AND app_server_client_name = ?';
 
 export class EnrollmentStore {
+  /**
+   * The preference of rows deleted because the backend forgot their server (spec B.3 deletes the
+   * row, then enrolls again). The new row takes it over: the user's enable, often persisted just
+   * before the refresh that met the 404, must survive the re-enrollment, or a restart would not
+   * reconnect. Memory only: a crash between delete and put loses the row as well.
+   */
+  private readonly carried = new Map<string, number | null>();
   private readonly select: Database.Statement<[string, string, string], EnrollmentRow>;
   private readonly upsert: Database.Statement<[string, string, string, string, string, string, number]>;
   private readonly setFlag: Database.Statement<[number, number, string, string, string]>;
@@ -88,18 +97,35 @@ export class EnrollmentStore {
 
   /** Records a (new) enrollment for the key; the enabled preference of an existing row stays. */
   put(key: EnrollmentKey, e: Omit<Enrollment, 'enabled'>, nowSeconds = unixSeconds()): void {
+    const carried = this.carried.get(carryKey(key));
+    // One transaction: a crash or a full disk leaves the old state or the new, never a row without its preference.
     this.run('write', () =>
-      this.upsert.run(...keyArgs(key), e.serverId, e.environmentId, e.serverName, nowSeconds),
+      this.db.transaction(() => {
+        this.upsert.run(...keyArgs(key), e.serverId, e.environmentId, e.serverName, nowSeconds);
+        if (carried !== undefined && carried !== null) this.setFlag.run(carried, nowSeconds, ...keyArgs(key));
+      })(),
     );
+    this.carried.delete(carryKey(key));
   }
 
   /** Persists the preference; a key without a row has nothing to remember it on (codex does the same). */
   setEnabled(key: EnrollmentKey, enabled: boolean, nowSeconds = unixSeconds()): void {
-    this.run('write', () => this.setFlag.run(enabled ? 1 : 0, nowSeconds, ...keyArgs(key)));
+    const changed = this.run('write', () => this.setFlag.run(enabled ? 1 : 0, nowSeconds, ...keyArgs(key)));
+    // Between a delete and the re-enrollment's put, the preference waits for the new row.
+    if (changed.changes === 0 && this.carried.has(carryKey(key)))
+      this.carried.set(carryKey(key), enabled ? 1 : 0);
   }
 
+  /** Deletes the row (its server is gone); its preference is carried to the row `put` makes next. */
   delete(key: EnrollmentKey): void {
-    this.run('write', () => this.remove.run(...keyArgs(key)));
+    const row = this.run('write', () =>
+      this.db.transaction(() => {
+        const existing = this.select.get(...keyArgs(key));
+        this.remove.run(...keyArgs(key));
+        return existing;
+      })(),
+    );
+    if (row) this.carried.set(carryKey(key), row.remote_control_enabled);
   }
 
   close(): void {
@@ -110,10 +136,8 @@ export class EnrollmentStore {
     try {
       return step();
     } catch (e) {
-      const code = (e as { code?: unknown }).code;
       throw new EnrollmentStoreError(
-        `cannot ${what} the remote control enrollment in ${this.db.name}: ${(e as Error).message}` +
-          (typeof code === 'string' ? ` (${code})` : ''),
+        `cannot ${what} the remote control enrollment in ${this.db.name}: ${describeStorageError(e, dirname(this.db.name))}`,
       );
     }
   }
@@ -121,6 +145,10 @@ export class EnrollmentStore {
 
 function keyArgs(key: EnrollmentKey): [string, string, string] {
   return [key.websocketUrl, key.accountId, key.clientName];
+}
+
+function carryKey(key: EnrollmentKey): string {
+  return JSON.stringify(keyArgs(key));
 }
 
 function unixSeconds(): number {
