@@ -37,7 +37,7 @@ export async function listenWebSocket(broker: Broker, raw: string): Promise<WebS
   });
   server.on('connection', (socket) => {
     try {
-      broker.connect(new WebSocketTransport(socket, broker.log));
+      broker.connect(new WebSocketTransport(socket, broker.log, broker.settings.maxPendingOutputBytes));
     } catch {
       socket.close(1013, 'server shutting down');
     }
