@@ -87,6 +87,8 @@ test('a full CODEX_HOME: clear errors, nothing truncated, reads go on, all works
   const server = backend.remoteControl.servers().find((s) => s.environmentId === enrolled.environmentId);
   backend.remoteControl.forget(server!.serverId);
   await loginWithTokens(broker);
+  // The login lets the saved preference reconnect on its own; its failure comes first.
+  await broker.waitForStderr(/remote control: attempt failed/, 10_000);
   const enable = await tallied(tally, broker, 'remoteControl/enable');
   assert.equal(enable.error?.code, -32603, JSON.stringify(enable));
   assert.match(enable.error.message, /state_5\.sqlite: database or disk is full \(SQLITE_FULL\)$/);
