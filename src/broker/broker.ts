@@ -6,7 +6,13 @@
 import { EventEmitter } from 'eventemitter3';
 import type { Piscina } from 'piscina';
 import { ActorSystem } from '../runtime/actor-system.js';
-import { createWorkerPool, lazyPoolHost } from '../runtime/worker-pool.js';
+import type { ReplyTo } from '../runtime/envelope.js';
+import {
+  createWorkerPool,
+  lazyPoolHost,
+  workerPoolControl,
+  type WorkerPoolControl,
+} from '../runtime/worker-pool.js';
 import { BrokerError, isBrokerError, toErrorData } from '../protocol/errors.js';
 import { classifyMessage } from '../protocol/jsonrpc.js';
 import {
@@ -56,8 +62,10 @@ import {
   type RemoteControlStatusEvent,
 } from '../remote-control/remote-control-service.js';
 import { ServerInfo } from './server-info.js';
+import { takeDiagnostics, type BrokerDiagnostics, type ListenerSource } from './diagnostics.js';
 import type { Transport } from '../transport/transport.js';
 import { InProcessClient, InProcessTransport } from '../transport/in-process-transport.js';
+import { AnswerLedger, ledgerWireBehaviour, serverDrainingError, WIRE_ABANDON } from './admission.js';
 
 export interface BrokerOptions {
   /** Absolute path reported as `codexHome`; the caller resolves it (see config.ts). */
@@ -89,9 +97,21 @@ interface ConnectionRecord {
   state: LifecycleState;
   /** Set once initialize succeeds. */
   session?: Session;
+  /** Ids of the requests read and not yet answered (see admission.ts). */
+  ledger: AnswerLedger;
+  /** Requests refused with -32001 since the last log line about it (logged at most once a second). */
+  refused: number;
+  lastRefusalLogMs: number;
 }
 
 export const CRYPTO_ACTOR = 'crypto';
+
+/**
+ * How long closing one connection may take after the shutdown deadline: writing what is queued
+ * and, on a WebSocket, the close handshake. A client that does not read by then loses the rest;
+ * it keeps SIGTERM-to-exit within `shutdown_timeout_ms` plus this.
+ */
+export const TRANSPORT_CLOSE_MS = 1_000;
 
 /** The actor serving each scope's queue. */
 export function scopeAddress(scope: Scope): string {
@@ -116,11 +136,17 @@ export class Broker extends EventEmitter<BrokerEvents> {
   private authenticated = false;
   /** Made on the first crypto task (start-up does not wait for worker threads). */
   private pool?: Piscina;
+  /** The pool's thread count, and a crash of its threads (chaos tests; see worker-pool.ts). */
+  readonly workerPool: WorkerPoolControl = workerPoolControl(() => this.pool);
   private readonly serverInfo: ServerInfo;
   private readonly connections = new Map<string, ConnectionRecord>();
   private nextConnection = 0;
   private nextServerRequestId = 0;
+  /** Server requests sent and not yet settled (answered, failed, timed out or closed): diagnostics. */
+  private pendingServerRequests = 0;
   private accepting = true;
+  /** Set when the drain begins: requests read from then on get `serverDrainingError`. */
+  private draining = false;
   private closing?: Promise<void>;
   private idleWaiters: (() => void)[] = [];
   /** Per-method deadlines: the registry's defaults, with the configurable ones applied. */
@@ -281,16 +307,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
   connect(transport: Transport): string {
     if (!this.accepting) throw new BrokerError('SHUTTING_DOWN', 'the broker is shutting down');
     const id = String(++this.nextConnection);
-    const record: ConnectionRecord = { id, transport, inFlight: 0, state: 'uninitialized' };
+    const record: ConnectionRecord = {
+      id,
+      transport,
+      inFlight: 0,
+      state: 'uninitialized',
+      ledger: new AnswerLedger(),
+      refused: 0,
+      lastRefusalLogMs: 0,
+    };
     this.connections.set(id, record);
     const wire = wireAddress(id);
+    const send = (text: string) => transport.send(text);
     this.system.spawn(
       wire,
       () =>
-        wireBehaviour({
-          send: (text) => transport.send(text),
-          replied: () => this.requestFinished(record),
-        }),
+        ledgerWireBehaviour(
+          record.ledger,
+          wireBehaviour({ send, replied: () => this.requestFinished(record) }),
+          {
+            send,
+            abandoned: (count) => {
+              for (let i = 0; i < count; i++) this.requestFinished(record);
+            },
+          },
+        ),
       // What the wire actor holds is output already produced for accepted work; refusing it
       // would lose answers, so its mailbox is not bounded here.
       { capacity: Number.MAX_SAFE_INTEGER },
@@ -325,7 +366,31 @@ export class Broker extends EventEmitter<BrokerEvents> {
     options: { timeoutMs?: number } = {},
   ): Promise<ResultOf<(typeof ServerRequests)[M]>> {
     const body: ServerRequestBody = { method, params, ...options };
-    return this.system.ask(connectionAddress(connectionId), ConnectionMessage.serverRequest, body);
+    const answer = this.system.ask<ResultOf<(typeof ServerRequests)[M]>>(
+      connectionAddress(connectionId),
+      ConnectionMessage.serverRequest,
+      body,
+    );
+    this.pendingServerRequests++;
+    const settled = () => void this.pendingServerRequests--;
+    answer.then(settled, settled);
+    return answer;
+  }
+
+  /**
+   * Memory and the counts a leak shows in (see diagnostics.ts), after a full GC when Node runs
+   * with --expose-gc. `extraEmitters` adds long-lived emitters the caller owns (a listener).
+   */
+  diagnostics(extraEmitters: Record<string, ListenerSource> = {}): Promise<BrokerDiagnostics> {
+    return takeDiagnostics(() => ({
+      connections: this.connections.size,
+      inFlight: this.inFlight,
+      pendingServerRequests: this.pendingServerRequests,
+      actors: this.system.stats(),
+      workerThreads: this.pool?.threads.length ?? 0,
+      workerThreadsMax: this.settings.workerThreads,
+      emitters: { broker: this, process, ...extraEmitters },
+    }));
   }
 
   /** Sends a notification; resolves false when the connection opted out or is not initialized. */
@@ -352,8 +417,11 @@ export class Broker extends EventEmitter<BrokerEvents> {
   }
 
   /**
-   * Graceful stop: refuse new connections and input, let in-flight requests finish (up to
-   * `deadlineMs`), then close every connection and the pool. Idempotent.
+   * Graceful stop (shared/notes P6): refuse new connections, answer requests read from now on with
+   * `serverDrainingError` (-32600, data.reason "serverShuttingDown"), let in-flight requests finish
+   * for up to `deadlineMs`, answer those still running with `SHUTDOWN_ABORTED_ERROR` (-32603, same
+   * reason), reject the server requests still waiting, then flush and close every connection (at
+   * most `TRANSPORT_CLOSE_MS` more) and the pool. Idempotent.
    */
   close(deadlineMs = this.settings.shutdownTimeoutMs): Promise<void> {
     this.closing ??= this.shutdown(deadlineMs);
@@ -362,24 +430,53 @@ export class Broker extends EventEmitter<BrokerEvents> {
 
   private async shutdown(deadlineMs: number): Promise<void> {
     this.accepting = false;
+    // Input is still read during the grace period: a new request gets the draining error rather
+    // than silence, and the client can still answer the server requests that in-flight work waits on.
+    this.draining = true;
     this.account.close();
     this.remoteControl.close();
-    for (const c of this.connections.values()) c.transport.stopReading();
     if (this.inFlight > 0) {
       let timer: NodeJS.Timeout | undefined;
       const idle = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
       const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)));
       await Promise.race([idle, deadline]);
       clearTimeout(timer);
-      if (this.inFlight > 0)
-        this.log.warn({ inFlight: this.inFlight }, 'shutdown deadline passed with requests in flight');
+    }
+    for (const c of this.connections.values()) c.transport.stopReading();
+    if (this.inFlight > 0) {
+      this.log.warn(
+        { inFlight: this.inFlight },
+        'shutdown deadline passed: answering the requests still running with an error',
+      );
+      for (const c of this.connections.values()) {
+        if (c.ledger.size === 0) continue;
+        try {
+          this.system.tell(wireAddress(c.id), WIRE_ABANDON, null, undefined, true);
+        } catch {
+          // The wire actor is gone (its connection failed): nobody is left to answer.
+        }
+      }
     }
     // Let the wire actors write what they hold before the transports close.
     await new Promise<void>((resolve) => setImmediate(resolve));
-    await Promise.all([...this.connections.values()].map((c) => c.transport.close()));
+    await Promise.all([...this.connections.values()].map((c) => this.closeTransport(c.transport)));
+    // Stopping the connection actors rejects the server requests still waiting for an answer.
     for (const id of [...this.connections.keys()]) this.disconnect(id);
     this.system.stopAll();
     await this.pool?.destroy();
+  }
+
+  /** Flushes and closes a transport, giving up after `TRANSPORT_CLOSE_MS` (a peer that never reads). */
+  private async closeTransport(transport: Transport): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, TRANSPORT_CLOSE_MS + 100)));
+    try {
+      await Promise.race([transport.close(TRANSPORT_CLOSE_MS), bound]);
+    } catch (e) {
+      this.log.warn({ transport: transport.kind, err: (e as Error).message }, 'closing a connection failed');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private connectionDeps(record: ConnectionRecord): ConnectionDeps {
@@ -468,49 +565,73 @@ export class Broker extends EventEmitter<BrokerEvents> {
         this.log.error({ connection: record.id }, `Failed to deserialize JSONRPCMessage: ${message.reason}`);
         return;
       case 'notification':
-        this.system.tell(
-          address,
-          ConnectionMessage.clientNotification,
-          { method: message.method },
-          undefined,
-          true,
-        );
+        this.forward(record, ConnectionMessage.clientNotification, { method: message.method });
         return;
       case 'response':
-        this.system.tell(
-          address,
-          ConnectionMessage.clientResponse,
-          { id: message.id, result: message.result },
-          undefined,
-          true,
-        );
+        this.forward(record, ConnectionMessage.clientResponse, { id: message.id, result: message.result });
         return;
       case 'error':
-        this.system.tell(
-          address,
-          ConnectionMessage.clientError,
-          { id: message.id, error: message.error },
-          undefined,
-          true,
-        );
+        this.forward(record, ConnectionMessage.clientError, { id: message.id, error: message.error });
         return;
       case 'request': {
         const replyTo = { address: wireAddress(record.id), correlation: message.id };
-        const body = new ClientRequest(message.id, message.method, message.params, message.hasParams);
+        // Every request read gets exactly one answer through the wire, refused ones included.
         record.inFlight++;
+        record.ledger.opened(message.id);
+        if (this.draining) {
+          this.system.deliverReply(replyTo, { ok: false, error: toErrorData(serverDrainingError()) });
+          return;
+        }
+        // Dispatched requests wait on scope queues, the pool or the backend, outside the
+        // connection's own mailbox, so that bound alone would not limit what one client holds.
+        if (record.inFlight > this.settings.maxRequestsPerConnection) {
+          this.refuseOverloaded(record, replyTo, message.method);
+          return;
+        }
+        const body = new ClientRequest(message.id, message.method, message.params, message.hasParams);
         try {
           this.system.tell(address, ConnectionMessage.clientRequest, body, replyTo);
         } catch (e) {
-          if (!isBrokerError(e, 'MAILBOX_FULL')) throw e;
-          this.log.warn(
-            { connection: record.id, method: message.method },
-            'connection mailbox full: request refused',
+          if (isBrokerError(e, 'MAILBOX_FULL')) {
+            this.refuseOverloaded(record, replyTo, message.method);
+            return;
+          }
+          // Not handed over (an envelope that will not encode, say): the request still gets its
+          // one answer, a generic -32603 with the details in the log, and the connection lives on.
+          this.log.error(
+            { connection: record.id, method: message.method, err: (e as Error).message },
+            'could not take a request',
           );
           this.system.deliverReply(replyTo, { ok: false, error: toErrorData(e) });
         }
         return;
       }
     }
+  }
+
+  /** Hands a client notification or answer to its connection actor; a failure is only logged. */
+  private forward(record: ConnectionRecord, type: string, body: unknown): void {
+    try {
+      this.system.tell(connectionAddress(record.id), type, body, undefined, true);
+    } catch (e) {
+      this.log.error({ connection: record.id, type, err: (e as Error).message }, 'could not take a message');
+    }
+  }
+
+  /** Answers -32001; logs the refusals of a connection at most once a second (a flood would flood stderr). */
+  private refuseOverloaded(record: ConnectionRecord, replyTo: ReplyTo, method: string): void {
+    record.refused++;
+    const now = Date.now();
+    if (now - record.lastRefusalLogMs >= 1_000) {
+      this.log.warn(
+        { connection: record.id, method, refused: record.refused, inFlight: record.inFlight },
+        'connection over its bound: requests refused with -32001',
+      );
+      record.refused = 0;
+      record.lastRefusalLogMs = now;
+    }
+    const error = new BrokerError('MAILBOX_FULL', `connection ${record.id} holds too many requests`);
+    this.system.deliverReply(replyTo, { ok: false, error: toErrorData(error) });
   }
 
   private requestFinished(record: ConnectionRecord): void {

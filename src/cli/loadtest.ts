@@ -40,6 +40,11 @@ export async function runLoadtestCommand(args: string[]): Promise<number> {
     process.stderr.write(`gatehouse loadtest: the run hit its --timeout of ${options.timeoutMs} ms\n`);
     return 1;
   }
+  if (results.soak && results.soak.failures.length > 0) {
+    for (const failure of results.soak.failures)
+      process.stderr.write(`gatehouse loadtest: soak: ${failure}\n`);
+    return 1;
+  }
   if (errorRate > options.maxErrorRate) {
     process.stderr.write(
       `gatehouse loadtest: ${(errorRate * 100).toFixed(2)}% of operations failed, above --max-error-rate ${options.maxErrorRate}\n`,

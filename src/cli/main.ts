@@ -32,8 +32,16 @@ Environment: CODEX_HOME (default ~/.codex), GATEHOUSE_LOG (trace|debug|info|warn
 const appServerUsage = (settings: string) => `Usage: gatehouse app-server [-c key=value]... [--listen URL]
 
 Serves the codex app-server protocol: JSON-RPC over JSON lines on stdin/stdout, or one message
-per WebSocket text frame with --listen ws://IP:PORT. Exits 0 when stdin closes; on SIGTERM or
-SIGINT it stops accepting input, finishes in-flight requests (gatehouse.shutdown_timeout_ms) and exits.
+per WebSocket text frame with --listen ws://IP:PORT. Exits 0 when stdin closes; on SIGTERM,
+SIGINT or SIGHUP it drains and exits 0: requests read from then on get -32600 "Server is draining;
+retry after reconnecting", in-flight requests may finish for gatehouse.shutdown_timeout_ms, those
+still running then get -32603 "Server shut down before the request finished" (both with
+data.reason "serverShuttingDown"), and WebSocket clients are closed with 1001 after their answers.
+Output a client leaves unread past gatehouse.max_pending_output_bytes pauses the reading of its
+input; requests beyond gatehouse.max_requests_per_connection in flight on one connection get -32001.
+On SIGUSR2 it writes one diagnostics line on stderr ({"msg":"broker diagnostics",...}: heap and RSS,
+connections, actors, queued and pending work, event listeners, active handles by type), after a
+full GC when started with node --expose-gc; \`gatehouse loadtest --soak\` reads these lines.
 
 Options:
   -c, --config key=value   Override a config.toml value (TOML syntax; repeatable). Codex keys

@@ -41,6 +41,8 @@ export interface GatehouseSettings {
   streamIdleTimeoutMs: number;
   /** The TPM for `hardware_tpm` device keys: `auto`, `off` or a TCTI (`device:…`, `swtpm:…`). */
   deviceKeyTpm: string;
+  /** Deadline of one TPM command (and connection attempt); a TPM silent this long counts as gone. */
+  deviceKeyTpmTimeoutMs: number;
   /** The PKCS#11 module for `os_protected_nonextractable` keys: `auto`, `off` or a path. */
   deviceKeyPkcs11Module: string;
   /** Label of Gatehouse's PKCS#11 token, initialised on first use when absent. */
@@ -53,6 +55,17 @@ export interface GatehouseSettings {
   remoteControlRefreshRetryMs: number;
   /** Remote clients served at once through the relay; past it an initialize gets -32001. */
   remoteControlMaxClients: number;
+  /**
+   * Output a connection may leave unread: past it the connection stops reading its input until
+   * the client catches up; past four times it the connection is closed (see transport.ts).
+   */
+  maxPendingOutputBytes: number;
+  /**
+   * Requests one connection may have in flight (read and not yet answered, wherever they wait);
+   * past it a request gets -32001 at once. A mailbox's worth by default: a burst in one write
+   * is refused where the connection's own mailbox would have refused it anyway.
+   */
+  maxRequestsPerConnection: number;
 }
 
 export const DEFAULT_SETTINGS: GatehouseSettings = {
@@ -69,12 +82,15 @@ export const DEFAULT_SETTINGS: GatehouseSettings = {
   upstreamRequestTimeoutMs: 30_000,
   streamIdleTimeoutMs: 300_000,
   deviceKeyTpm: 'auto',
+  deviceKeyTpmTimeoutMs: 30_000,
   deviceKeyPkcs11Module: 'auto',
   deviceKeyPkcs11Token: 'gatehouse',
   deviceKeyPkcs11PinFile: 'auto',
   remoteControlRetryBaseMs: 4_000,
   remoteControlRefreshRetryMs: 24_000,
   remoteControlMaxClients: 1_000,
+  maxPendingOutputBytes: 8 * 1024 * 1024,
+  maxRequestsPerConnection: 4_096,
 };
 
 type NumericSetting = {
@@ -167,6 +183,12 @@ const SETTING_KEYS: Record<
     shape: 'auto, off, or a TCTI such as "device:/dev/tpmrm0" or "swtpm:host=127.0.0.1,port=2321"',
     help: 'TPM for hardware_tpm keys (auto: $TPM2TOOLS_TCTI, then /dev/tpmrm0)',
   },
+  device_key_tpm_timeout_ms: {
+    setting: 'deviceKeyTpmTimeoutMs',
+    min: 1,
+    max: 600_000,
+    help: 'deadline of one TPM command; a TPM silent this long fails the requests waiting for it',
+  },
   device_key_pkcs11_module: {
     setting: 'deviceKeyPkcs11Module',
     pattern: /^(auto|off|\/\S+)$/,
@@ -202,6 +224,20 @@ const SETTING_KEYS: Record<
     min: 1,
     max: 1_000_000,
     help: 'remote clients served at once through the relay',
+  },
+  max_pending_output_bytes: {
+    setting: 'maxPendingOutputBytes',
+    // One stdin chunk (64 KiB) of small requests can have some 20 times its size in answers,
+    // written after reading stopped; they must fit under the 4x at which the client is dropped.
+    min: 1024 * 1024,
+    max: 1024 * 1024 * 1024,
+    help: 'unread output per connection before it stops reading input (closed at 4x)',
+  },
+  max_requests_per_connection: {
+    setting: 'maxRequestsPerConnection',
+    min: 1,
+    max: 10_000_000,
+    help: 'requests in flight per connection; past it -32001',
   },
 };
 

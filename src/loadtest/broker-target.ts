@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LocalBackend } from '../backend/local-backend.js';
 import type { Broker } from '../broker/broker.js';
+import { parseDiagnosticsLine, type BrokerDiagnostics } from '../broker/diagnostics.js';
 import { InProcessLink, StdioChildLink, WebSocketLink, type ClientLink } from './client-link.js';
 import type { TransportKind } from './results.js';
 import { RpcClient } from './rpc-client.js';
@@ -29,6 +30,8 @@ export interface BrokerTarget {
   inProcess: boolean;
   /** Broker processes to sample. */
   pids(): number[];
+  /** The broker's diagnostics (a single broker only: websocket, remote, in-process). */
+  diagnostics?: (timeoutMs: number) => Promise<BrokerDiagnostics>;
   close(): Promise<void>;
 }
 
@@ -109,7 +112,47 @@ async function webSocketTarget(options: TargetOptions): Promise<BrokerTarget> {
     connect: () => WebSocketLink.open(url),
     inProcess: false,
     pids: () => [server.pid],
+    diagnostics: diagnosticsBySignal(server),
     close: () => server.stop('SIGTERM'),
+  };
+}
+
+/**
+ * Asks an app-server child for diagnostics: SIGUSR2, then its next diagnostics line on stderr.
+ * Signals can merge, so a call waits for a line numbered above the last one seen before it
+ * signalled rather than counting lines; calls are serialized for the same reason.
+ */
+function diagnosticsBySignal(server: StdioChildLink): (timeoutMs: number) => Promise<BrokerDiagnostics> {
+  let latest: { seq: number; diagnostics: BrokerDiagnostics } | undefined;
+  let wake: (() => void) | undefined;
+  server.onStderrLine = (line) => {
+    const parsed = parseDiagnosticsLine(line);
+    if (!parsed) return;
+    latest = parsed;
+    wake?.();
+  };
+  let queue: Promise<unknown> = Promise.resolve();
+  const take = async (timeoutMs: number): Promise<BrokerDiagnostics> => {
+    const after = latest?.seq ?? 0;
+    process.kill(server.pid, 'SIGUSR2');
+    const deadline = Date.now() + timeoutMs;
+    while (!latest || latest.seq <= after) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`the broker printed no diagnostics within ${timeoutMs} ms of SIGUSR2`);
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, left);
+      });
+      clearTimeout(timer);
+      wake = undefined;
+    }
+    return latest.diagnostics;
+  };
+  return (timeoutMs) => {
+    const next = queue.then(() => take(timeoutMs));
+    queue = next.catch(() => undefined);
+    return next;
   };
 }
 
@@ -132,6 +175,7 @@ async function inProcessTarget(options: TargetOptions): Promise<BrokerTarget> {
     connect: () => Promise.resolve(new InProcessLink(broker)),
     inProcess: true,
     pids: () => [],
+    diagnostics: () => broker.diagnostics(),
     close: () => broker.close(5_000),
   };
 }
@@ -189,6 +233,7 @@ async function remoteTarget(options: TargetOptions): Promise<BrokerTarget> {
       ),
     inProcess: false,
     pids: () => [server.pid],
+    diagnostics: diagnosticsBySignal(server),
     close: () => server.stop(),
   };
 }

@@ -34,6 +34,9 @@ export class StdioChildLink implements ClientLink {
   private readonly child: ChildProcessWithoutNullStreams;
   private partial = '';
   private stderr = '';
+  private stderrPartial = '';
+  /** Called with each whole stderr line (the soak reads the broker's diagnostics lines here). */
+  onStderrLine: (line: string) => void = ignore;
 
   constructor(args: string[], env: NodeJS.ProcessEnv) {
     this.child = spawn(process.execPath, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -43,6 +46,9 @@ export class StdioChildLink implements ClientLink {
     // Only the tail is kept: it explains a child that died.
     this.child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       this.stderr = (this.stderr + chunk).slice(-8192);
+      const lines = (this.stderrPartial + chunk).split('\n');
+      this.stderrPartial = lines.pop()!;
+      for (const line of lines) this.onStderrLine(line);
     });
     // A closed pipe surfaces as an 'error' on stdin; the exit below is what reports it.
     this.child.stdin.on('error', ignore);

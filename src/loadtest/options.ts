@@ -3,13 +3,23 @@
  * here, so a typo stops the run before anything starts, with the option's name in the message.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { LoopMode, RunConfig, TransportKind } from './results.js';
+import type { LoopMode, RunConfig, SoakConfig, TransportKind } from './results.js';
 import { WORK_OPERATIONS } from './session.js';
+import { MINIMUM_SOAK_DURATION_MS, soakConfig } from './soak.js';
 
 export const FAULTS = ['silent', 'disconnect', 'backend-401'] as const;
 const TRANSPORTS: TransportKind[] = ['websocket', 'stdio', 'in-process', 'remote'];
 /** One app-server process per stdio client: past this the machine, not the broker, is measured. */
 export const MAX_STDIO_CLIENTS = 256;
+/** What `--soak` runs when not told otherwise: the issue's 500 clients for 10 minutes, with faults. */
+const SOAK_DEFAULTS = {
+  clients: '500',
+  duration: '10m',
+  'ramp-up': '10s',
+  think: '1s',
+  'session-ops': '20',
+  faults: 'silent=2%,disconnect=2%,backend-401=1%',
+};
 
 export interface LoadtestOptions extends RunConfig {
   /** `-c key=value` for every broker. */
@@ -73,10 +83,32 @@ Load:
                                              backend, then a 401 handshake: the broker asks the
                                              owning client to refresh and retries
                             The first client of a shared broker owns its login and plays no fault.
+      --session-ops N       each client (but the login owner) ends its session after 1 to N operations
+                            (drawn evenly) and comes back with a new one, as host windows close and
+                            open; a conversation's state (a thread's history) is bounded by its
+                            session, not by the run (default: sessions last the whole run)
       --seed N              seed of the fault and operation choices (default 1)
       --warm-up N           the first N clients warm the broker up (module loading, JIT, worker
                             threads): they run as the others but their handshake steps are left
                             out of the results (default 0)
+
+Soak (leak check):
+      --soak                run as a soak: the broker child runs with --expose-gc and reports its
+                            diagnostics after a full GC (SIGUSR2; see app-server --help). A baseline
+                            is taken after warm-up clients have come and gone; heap used and RSS are
+                            sampled during the work phase; then the clients leave. Exit 1 when heap
+                            or RSS grew by --max-growth or more from duration/5 of the work phase
+                            (minute 2 of 10; at least 30 s) to its end, each end measured at rest
+                            (every client connected, nothing in flight; medians of 5 samples), when a
+                            count (connections, actors, pending work, listeners, handles and timers
+                            by type) stays above its baseline once the clients left (the crypto
+                            pool's threads: above the pool's size), or when an operation was lost
+                            (started, neither answered nor failed). websocket and remote only.
+                            Defaults under --soak: -n ${SOAK_DEFAULTS.clients} -d ${SOAK_DEFAULTS.duration} --ramp-up ${SOAK_DEFAULTS['ramp-up']} --think ${SOAK_DEFAULTS.think} --session-ops ${SOAK_DEFAULTS['session-ops']}
+                            --faults ${SOAK_DEFAULTS.faults}
+      --soak-sample TIME    time between diagnostics samples (default duration/30, from 2s to 10s)
+      --soak-settle TIME    how long counts may take to come back once the clients left (default 30s)
+      --max-growth F        heap and RSS growth limit, as 0.05 or 5% (default 5%)
 
 Limits and output:
       --request-timeout TIME  an answer later than this counts as an error (default 30s)
@@ -110,6 +142,7 @@ export const LOADTEST_OPTIONS = {
   mix: { type: 'string' },
   faults: { type: 'string' },
   seed: { type: 'string' },
+  'session-ops': { type: 'string' },
   'warm-up': { type: 'string' },
   'request-timeout': { type: 'string' },
   timeout: { type: 'string' },
@@ -118,6 +151,10 @@ export const LOADTEST_OPTIONS = {
   json: { type: 'string' },
   html: { type: 'string' },
   'no-progress': { type: 'boolean', default: false },
+  soak: { type: 'boolean', default: false },
+  'soak-sample': { type: 'string' },
+  'soak-settle': { type: 'string' },
+  'max-growth': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } satisfies NonNullable<ParseArgsConfig['options']>;
 
@@ -135,6 +172,20 @@ export function parseLoadtestArgs(args: string[], now = new Date()): LoadtestOpt
   }
   const v = parsed.values;
   if (v.help) return 'help';
+  if (!v.soak) {
+    for (const name of ['soak-sample', 'soak-settle', 'max-growth'] as const) {
+      if (v[name] !== undefined) throw new LoadtestUsageError(`--${name} applies to --soak only`);
+    }
+  } else {
+    if (v.requests !== undefined)
+      throw new LoadtestUsageError('--soak runs for a --duration, not --requests');
+    // The checkpoints hold the closed loop's lanes; an open loop has none to hold.
+    if (v.mode === 'open') throw new LoadtestUsageError('--soak runs a closed loop, not --mode open');
+    for (const [name, value] of Object.entries(SOAK_DEFAULTS)) {
+      (v as Record<string, unknown>)[name] ??= value;
+    }
+    if (!v['node-arg'].includes('--expose-gc')) v['node-arg'] = [...v['node-arg'], '--expose-gc'];
+  }
 
   const transport = (v.transport ?? 'websocket') as TransportKind;
   if (!TRANSPORTS.includes(transport)) {
@@ -158,6 +209,7 @@ export function parseLoadtestArgs(args: string[], now = new Date()): LoadtestOpt
   const requests = v.requests === undefined ? null : integer('--requests', v.requests, 0, 0, 1e9);
   const durationMs = requests === null ? duration('--duration', v.duration, 30_000) : null;
   const rampUpMs = duration('--ramp-up', v['ramp-up'], 5_000);
+  const soak = v.soak ? soakOptions(v, transport, durationMs!) : undefined;
   const out = v.out ?? 'loadtest-results';
   const stamp = now
     .toISOString()
@@ -177,18 +229,53 @@ export function parseLoadtestArgs(args: string[], now = new Date()): LoadtestOpt
     inFlight: integer('--in-flight', v['in-flight'], 1, 1, 1000),
     mix: weights('--mix', v.mix ?? 'account/read=8,turn=2', WORK_OPERATIONS, false),
     faults: weights('--faults', v.faults ?? '', FAULTS, true),
-    timeoutMs: duration('--timeout', v.timeout, rampUpMs + (durationMs ?? 120_000) + 60_000),
+    timeoutMs: duration(
+      '--timeout',
+      v.timeout,
+      // A soak also waits for its baseline, its two checkpoints and the counts after the clients leave.
+      rampUpMs + (durationMs ?? 120_000) + 60_000 + (soak ? 2 * soak.settleMs + 90_000 : 0),
+    ),
+    ...(soak ? { soak } : {}),
     config: v.config,
     nodeArgs: v['node-arg'],
     thinkMs: duration('--think', v.think, 0),
     requestTimeoutMs: duration('--request-timeout', v['request-timeout'], 30_000),
     maxErrorRate: fraction('--max-error-rate', v['max-error-rate'] ?? '0.001'),
     seed: integer('--seed', v.seed, 1, 0, 2 ** 32 - 1),
+    ...(v['session-ops'] !== undefined
+      ? { sessionOps: integer('--session-ops', v['session-ops'], 0, 1, 1e9) }
+      : {}),
     warmUpClients: integer('--warm-up', v['warm-up'], 0, 0, clients - 1),
     progress: !v['no-progress'],
     jsonPath: reportPath(v.json, 'json'),
     htmlPath: reportPath(v.html, 'html'),
   };
+}
+
+function soakOptions(
+  v: { 'soak-sample'?: string; 'soak-settle'?: string; 'max-growth'?: string },
+  transport: TransportKind,
+  durationMs: number,
+): SoakConfig {
+  if (transport !== 'websocket' && transport !== 'remote') {
+    throw new LoadtestUsageError(
+      `--soak needs one broker child to ask for diagnostics: --transport websocket or remote, not ${transport}`,
+    );
+  }
+  const config = soakConfig(durationMs, {
+    ...(v['soak-sample'] !== undefined
+      ? { sampleEveryMs: duration('--soak-sample', v['soak-sample'], 0) }
+      : {}),
+    ...(v['soak-settle'] !== undefined ? { settleMs: duration('--soak-settle', v['soak-settle'], 0) } : {}),
+    ...(v['max-growth'] !== undefined ? { maxGrowth: fraction('--max-growth', v['max-growth']) } : {}),
+  });
+  if (config.sampleEveryMs < 500) throw new LoadtestUsageError('--soak-sample must be at least 500ms');
+  if (durationMs < MINIMUM_SOAK_DURATION_MS) {
+    throw new LoadtestUsageError(
+      `--soak needs --duration of at least ${MINIMUM_SOAK_DURATION_MS / 1000}s: memory growth is measured from 30 s of the work phase on`,
+    );
+  }
+  return config;
 }
 
 function integer(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {

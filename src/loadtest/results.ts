@@ -27,6 +27,96 @@ export interface RunConfig {
   faults: Record<string, number>;
   /** Hard stop for the whole run. */
   timeoutMs: number;
+  /** `--session-ops`: each client ends its session after 1 to this many operations and comes back. */
+  sessionOps?: number;
+  /** `--soak`: the leak check's settings; absent for an ordinary run. */
+  soak?: SoakConfig;
+}
+
+export interface SoakConfig {
+  /** Diagnostics (after a full GC in the broker) are taken this often during the work phase. */
+  sampleEveryMs: number;
+  /** Memory growth is measured from this point of the work phase (duration / 5, at least 30 s) to its end. */
+  fromMs: number;
+  /** How long counts may take to come back to the baseline once the clients have left. */
+  settleMs: number;
+  /** Growth of heap or RSS at or above this fraction fails the run (0.05: 5%). */
+  maxGrowth: number;
+}
+
+/** One diagnostics sample of a soak, taken after a full GC in the broker. */
+export interface SoakSample {
+  /** Milliseconds from the start of the work phase. */
+  tMs: number;
+  heapUsedBytes: number;
+  rssBytes: number;
+  connections: number;
+  actors: number;
+  listeners: number;
+  handles: number;
+  workerThreads: number;
+}
+
+/** Samples taken in a row with the load at rest (see soak.ts). */
+export interface Checkpoint {
+  /** Milliseconds from the start of the work phase. */
+  tMs: number;
+  connections: number;
+  /** Threads of the broker's crypto pool, each of which adds to RSS. */
+  workerThreads: number;
+  heapUsedBytes: number[];
+  rssBytes: number[];
+}
+
+/** Memory at the start and end of the measured window (see soak.ts for how each is estimated). */
+export interface Growth {
+  fromBytes: number;
+  toBytes: number;
+  /** (to - from) / from, as a fraction (0.012: 1.2%). */
+  growth: number;
+}
+
+/** A count that did not come back to its baseline once the clients left. */
+export interface CountChange {
+  name: string;
+  baseline: number;
+  after: number;
+}
+
+/** The leak check of a `--soak` run. */
+export interface SoakResults {
+  samples: SoakSample[];
+  /** Samples (each end of the window) whose median is taken. */
+  medianOf: number;
+  /** The two ends of the growth window. */
+  checkpoints: { from: Checkpoint | null; to: Checkpoint | null };
+  /** Work operations started, and those of them neither answered nor failed. */
+  operationsStarted: number;
+  operationsLost: number;
+  /** Heap used: medians of the two checkpoints' samples. */
+  heap: Growth | null;
+  /** RSS: a least-squares line through the window's samples, from its start to its end. */
+  rss: Growth | null;
+  /** RSS at the checkpoints, for reference (not checked: single readings swing, see soak.ts). */
+  rssCheckpoints: Growth | null;
+  /**
+   * Counts (connections, actors, queued and pending work, listeners by emitter and event, handles
+   * by type) when only the login owner was connected, after a warm-up client had come and gone;
+   * then again after every simulated client had left.
+   */
+  baseline: Record<string, number>;
+  after: Record<string, number>;
+  /** Counts above their baseline after the clients left; empty when everything came back. */
+  notReturned: CountChange[];
+  /** How long the counts took to come back (or the settle time, when they did not). */
+  settledInMs: number;
+  /** What was still above the baseline at the last poll before everything came back. */
+  lastToSettle: CountChange[];
+  /** Memory at the baseline and after the clients left, for reference (not checked). */
+  baselineMemory: { heapUsedBytes: number; rssBytes: number };
+  afterMemory: { heapUsedBytes: number; rssBytes: number };
+  /** Why the soak failed; empty when it passed. */
+  failures: string[];
 }
 
 /** Latency distribution of one operation (or handshake step), from an HdrHistogram. */
@@ -118,6 +208,8 @@ export interface LoadtestResults {
     /** Clients whose session ended as scripted (faulty ones included). */
     clientsFinished: number;
     disconnects: number;
+    /** Sessions ended and replaced under `--session-ops` (not counting the disconnect fault's). */
+    sessionsRecycled?: number;
     completed: number;
     errors: number;
     throughputPerSec: number;
@@ -130,4 +222,6 @@ export interface LoadtestResults {
   broker: { pids: number[]; samples: BrokerSample[] };
   /** True when the run ended by `timeoutMs` rather than by finishing its work. */
   timedOut: boolean;
+  /** Only for `--soak` runs. */
+  soak?: SoakResults;
 }

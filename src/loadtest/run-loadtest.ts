@@ -18,6 +18,7 @@ import type { LoadtestOptions } from './options.js';
 import { Recorder } from './recorder.js';
 import type { LoadtestResults, ServerRequestCounts } from './results.js';
 import { ACCOUNT_ID, SimulatedSession, type SessionContext, type WorkOperation } from './session.js';
+import { LoadPause, SoakMonitor } from './soak.js';
 
 export type Phase = 'starting' | 'handshakes' | 'work' | 'drain' | 'done';
 
@@ -40,6 +41,8 @@ interface Slot {
   session: SimulatedSession | undefined;
   silent: boolean;
   disconnects: boolean;
+  /** `--session-ops`: the client ends its session after `opsUntilDrop` operations and comes back. */
+  recycles: boolean;
   opsUntilDrop: number;
   reconnecting: Promise<void> | undefined;
 }
@@ -64,6 +67,10 @@ export async function runLoadtest(
   let stopping = false;
   let timedOut = false;
   let disconnects = 0;
+  let sessionsRecycled = 0;
+  /** Operations a slot runs before it drops (the fault) or ends (--session-ops) its session. */
+  const sessionLength = (slot: { disconnects: boolean }) =>
+    1 + Math.floor(random() * (slot.disconnects ? 20 : (options.sessionOps ?? 20)));
   let clientsFinished: number;
   let workStart = 0;
   let workEnd: number | undefined;
@@ -88,6 +95,10 @@ export async function runLoadtest(
   };
   let target: BrokerTarget | undefined;
   let probe: BrokerProbe | undefined;
+  let soak: SoakMonitor | undefined;
+  const pause = options.soak ? new LoadPause() : undefined;
+  /** Every client connected and none reconnecting: what a soak checkpoint waits for. */
+  const allConnected = () => slots.every((s) => s.session !== undefined && s.reconnecting === undefined);
   const ready = () => slots.filter((s) => s.session !== undefined && s.reconnecting === undefined).length;
   const fractionDone = (): number => {
     if (phase === 'handshakes') return slots.length / options.clients;
@@ -134,45 +145,54 @@ export async function runLoadtest(
 
   /** Faults are drawn here, in arrival order, so a seed always picks the same clients. */
   const newSlot = (index: number, faulty: boolean): Slot => {
+    const silent = faulty && random() < (options.faults.silent ?? 0);
+    const slotDisconnects = faulty && random() < (options.faults.disconnect ?? 0);
     const slot: Slot = {
       index,
       session: undefined,
-      silent: faulty && random() < (options.faults.silent ?? 0),
-      disconnects: faulty && random() < (options.faults.disconnect ?? 0),
-      opsUntilDrop: 1 + Math.floor(random() * 20),
+      silent,
+      disconnects: slotDisconnects,
+      // The first client of a shared broker keeps its session: it owns the login.
+      recycles: faulty && options.sessionOps !== undefined,
+      opsUntilDrop: sessionLength({ disconnects: slotDisconnects }),
       reconnecting: undefined,
     };
     slots.push(slot);
     return slot;
   };
 
-  /** The disconnect fault: drop the link with whatever is in flight, come back as a new session. */
+  /**
+   * The disconnect fault: drop the link with whatever is in flight, come back as a new session.
+   * Also the end of a session under --session-ops, where nothing is in flight any more.
+   */
   const dropAndReconnect = (slot: Slot): Promise<void> => {
-    disconnects++;
+    if (slot.disconnects) disconnects++;
+    else sessionsRecycled++;
     slot.session?.close();
     slot.session = undefined;
     return new Promise<void>((resolve) => setTimeout(resolve, RECONNECT_PAUSE_MS))
       .then(() => (stopping ? undefined : connect(slot, target!.login === 'each')))
       .finally(() => {
-        slot.opsUntilDrop = 1 + Math.floor(random() * 20);
+        slot.opsUntilDrop = sessionLength(slot);
         slot.reconnecting = undefined;
       });
   };
 
   const pickOperation = weightedPicker(options.mix as Record<WorkOperation, number>, random);
   const backend401 = options.faults['backend-401'] ?? 0;
+  const inject401 = () => {
+    // The next Responses request gets a 401, and so does the reconnect's handshake: the broker
+    // must refresh through the owning client and retry.
+    backend.faults.add({ route: 'responses.ws.create', action: { kind: 'status', status: 401 }, times: 1 });
+    backend.faults.add({ route: 'responses.ws', action: { kind: 'status', status: 401 }, times: 1 });
+  };
   /** Starts one operation on a slot; resolves when it has ended (answered, failed or abandoned). */
   const operate = async (slot: Slot, startedAt: number): Promise<void> => {
     const session = slot.session!;
     const op = pickOperation();
-    if (op === 'turn' && backend401 > 0 && random() < backend401) {
-      // The next Responses request gets a 401, and so does the reconnect's handshake: the broker
-      // must refresh through the owning client and retry.
-      backend.faults.add({ route: 'responses.ws.create', action: { kind: 'status', status: 401 }, times: 1 });
-      backend.faults.add({ route: 'responses.ws', action: { kind: 'status', status: 401 }, times: 1 });
-    }
+    if (op === 'turn' && backend401 > 0 && random() < backend401) inject401();
     await session.run(op, startedAt);
-    if (slot.disconnects && --slot.opsUntilDrop <= 0 && slot.session === session) {
+    if ((slot.disconnects || slot.recycles) && --slot.opsUntilDrop <= 0 && slot.session === session) {
       slot.reconnecting ??= dropAndReconnect(slot);
     }
   };
@@ -204,9 +224,15 @@ export async function runLoadtest(
       if (!slots[0]!.session) throw new Error('the first client could not log the broker in: see the errors');
       first = 1;
     }
+    if (options.soak) {
+      soak = new SoakMonitor(target, options.soak, now);
+      const operations = (Object.keys(options.mix) as WorkOperation[]).filter((op) => options.mix[op]! > 0);
+      await soak.warmUpAndBaseline(ctx, operations, backend401 > 0 ? inject401 : undefined);
+    }
     const spacing = options.clients > 1 ? options.rampUpMs / (options.clients - first) : 0;
+    const rampStart = now();
     for (let i = first; i < options.clients && !stopping; i++) {
-      const due = recorder.startMs + (i - first) * spacing;
+      const due = rampStart + (i - first) * spacing;
       const wait = due - now();
       if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
       arrivals.push(connect(newSlot(i, true), target.login === 'each'));
@@ -216,6 +242,7 @@ export async function runLoadtest(
     // Work.
     phase = 'work';
     workStart = now();
+    soak?.startSampling({ hold: () => pause!.hold(allConnected), resume: () => pause!.resume() });
     const working: Promise<void>[] = [];
     if (options.mode === 'closed') {
       for (const slot of slots.filter((s) => s.session)) {
@@ -224,9 +251,15 @@ export async function runLoadtest(
             (async () => {
               while (more()) {
                 if (slot.reconnecting) await slot.reconnecting;
+                if (pause) await pause.gate();
                 if (!slot.session || !more()) return;
                 started++;
-                await operate(slot, now());
+                if (pause) pause.busy++;
+                try {
+                  await operate(slot, now());
+                } finally {
+                  if (pause) pause.busy--;
+                }
                 if (options.thinkMs > 0) await new Promise((resolve) => setTimeout(resolve, options.thinkMs));
               }
             })(),
@@ -239,6 +272,16 @@ export async function runLoadtest(
     await Promise.all(working);
     phase = 'drain';
     workEnd = now();
+    if (soak) {
+      // The end checkpoint: the lanes are done; clients still reconnecting come back first.
+      await soak.endSampling(await pause!.hold(allConnected));
+      // Every client leaves but the login owner, who was connected at the baseline too.
+      stopping = true;
+      const owner = target.login === 'first' ? slots[0]?.session : undefined;
+      for (const session of open) if (session !== owner) session.close();
+      await Promise.all([...open].filter((session) => session !== owner).map((session) => session.closed));
+      await soak.afterClientsLeft();
+    }
   } finally {
     stopping = true;
     clearTimeout(deadline);
@@ -255,6 +298,7 @@ export async function runLoadtest(
   const elapsedMs = now() - recorder.startMs;
   const workPhaseMs = Math.max(1, (workEnd ?? now()) - workStart);
   const summary = recorder.summary(workPhaseMs, elapsedMs);
+  soak?.workEnded(started, summary.operations);
   const work = summary.operations.filter((o) => !o.step);
   const completed = work.reduce((n, o) => n + o.completed, 0);
   return {
@@ -275,6 +319,8 @@ export async function runLoadtest(
       mix: options.mix,
       faults: options.faults,
       timeoutMs: options.timeoutMs,
+      ...(options.sessionOps !== undefined ? { sessionOps: options.sessionOps } : {}),
+      ...(options.soak ? { soak: options.soak } : {}),
     },
     environment: {
       node: process.version,
@@ -287,6 +333,7 @@ export async function runLoadtest(
       clientsStarted: slots.length,
       clientsFinished,
       disconnects,
+      ...(options.sessionOps !== undefined ? { sessionsRecycled } : {}),
       completed,
       errors: summary.operations.reduce((n, o) => n + o.errors, 0),
       throughputPerSec: (completed * 1000) / workPhaseMs,
@@ -295,6 +342,7 @@ export async function runLoadtest(
     ...summary,
     broker: { pids: [...(probe?.pidsSeen ?? [])], samples: probe?.samples ?? [] },
     timedOut,
+    ...(soak ? { soak: soak.results() } : {}),
   };
 }
 

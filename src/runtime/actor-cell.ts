@@ -56,6 +56,16 @@ export class ActorCell {
     return this.stopped;
   }
 
+  /** Messages being processed now (for diagnostics). */
+  get running(): number {
+    return this.active;
+  }
+
+  /** Requests processed whose reply waits on a promise (`later()`), for diagnostics. */
+  get awaitingReplies(): number {
+    return this.pendingLater?.size ?? 0;
+  }
+
   /** `force` is for replies: answers to work already accepted are never refused. */
   enqueue(bytes: Uint8Array, replyTo: ReplyTo | undefined, force = false): void {
     if (this.stopped) throw new BrokerError('ACTOR_STOPPED', `actor ${this.address} is stopped`);

@@ -19,6 +19,20 @@ export interface ActorSystemOptions {
   onEscalation?: (address: string, error: unknown) => void;
 }
 
+export interface ActorSystemStats {
+  actors: number;
+  /** Actors by the first segment of their address (`connection`, `wire`, `thread`, `scope`, ...). */
+  byKind: Record<string, number>;
+  /** Envelopes queued and not yet started. */
+  mailboxEntries: number;
+  /** Messages being processed. */
+  running: number;
+  /** Processed requests whose reply is still to come (a turn, a server request...). */
+  awaitingReplies: number;
+  /** `ask()` promises not yet settled. */
+  pendingAsks: number;
+}
+
 export class ActorSystem {
   readonly codec: ActorCodec = createActorCodec();
   private readonly cells = new Map<string, ActorCell>();
@@ -67,6 +81,29 @@ export class ActorSystem {
 
   mailboxDepth(address: string): number {
     return this.cells.get(address)?.depth ?? 0;
+  }
+
+  /** Counts over every actor, for diagnostics: a leak shows as a count that only grows. */
+  stats(): ActorSystemStats {
+    const byKind: Record<string, number> = {};
+    let mailboxEntries = 0;
+    let running = 0;
+    let awaitingReplies = 0;
+    for (const [address, cell] of this.cells) {
+      const kind = address.split('/', 1)[0]!;
+      byKind[kind] = (byKind[kind] ?? 0) + 1;
+      mailboxEntries += cell.depth;
+      running += cell.running;
+      awaitingReplies += cell.awaitingReplies;
+    }
+    return {
+      actors: this.cells.size,
+      byKind,
+      mailboxEntries,
+      running,
+      awaitingReplies,
+      pendingAsks: this.asks.size,
+    };
   }
 
   /**

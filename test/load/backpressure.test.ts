@@ -14,7 +14,7 @@
  * asserted with a generous bound (10x and at least 1 s), since the machine is shared.
  *
  * Long form (10 times the requests): GATEHOUSE_BACKPRESSURE_SCALE=10 node --import tsx --test
- * test/integration/backpressure.test.ts
+ * test/load/backpressure.test.ts
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';

@@ -12,7 +12,7 @@
  * - over `--listen ws://`, every socket gets its answers and then a 1001 close.
  *
  * Long form (10,000 in flight): GATEHOUSE_SHUTDOWN_IN_FLIGHT=10000 node --import tsx --test
- * test/integration/shutdown-under-load.test.ts
+ * test/load/shutdown-under-load.test.ts
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';

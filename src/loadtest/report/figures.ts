@@ -158,6 +158,7 @@ export function totalsList(r: LoadtestResults): TotalsLine[] {
     line('completed', formatCount(t.completed)),
     line('errors', formatCount(t.errors)),
     line('disconnects', formatCount(t.disconnects)),
+    ...(t.sessionsRecycled !== undefined ? [line('sessions recycled', formatCount(t.sessionsRecycled))] : []),
     line('clients', `${formatCount(t.clientsStarted)} started, ${formatCount(t.clientsFinished)} finished`),
     line('server requests', answeredIgnored(t.serverRequests)),
     ...Object.entries(t.serverRequests.byMethod).map(([method, counts]) =>

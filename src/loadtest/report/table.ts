@@ -4,6 +4,7 @@
  * Aligned columns and no colours, so it reads the same in a terminal, a CI log or a file.
  */
 import type { LoadtestResults } from '../results.js';
+import { soakSummary } from '../soak.js';
 import {
   describeBroker,
   describeConfig,
@@ -52,6 +53,7 @@ export function renderTable(r: LoadtestResults): string {
   // A code is a number or a local name (`timeout`): left-aligned reads better for both.
   else lines.push(...alignColumns([[...ERROR_COLUMNS], ...r.errors.map(errorRow)], 'llrl'));
   lines.push('', describeBroker(r));
+  if (r.soak && r.config.soak) lines.push('', ...soakSummary(r.soak, r.config.soak));
   // Last, where a terminal leaves the eye after a long run.
   const notice = timedOutNotice(r);
   if (notice !== undefined) lines.push('', notice);
