@@ -9,7 +9,7 @@ import type { Behaviour, Message } from '../runtime/actor.js';
 import { REPLY, type ReplyMessage } from '../runtime/envelope.js';
 import { ErrorCode, ProtocolError, type WireError } from '../protocol/errors.js';
 import { encodeError } from '../protocol/jsonrpc.js';
-import { requestIdKey, type RequestId } from '../protocol/request-id.js';
+import type { RequestId } from '../protocol/request-id.js';
 
 /** What `data.reason` says in both shutdown errors, so a host tells them from other failures. */
 export const SHUTTING_DOWN_REASON = 'serverShuttingDown';
@@ -41,10 +41,10 @@ export const WIRE_ABANDON = 'wire.abandon';
 /** The request ids of one connection that are read and not yet answered. */
 export class AnswerLedger {
   /**
-   * By `requestIdKey` (an id may come back from an envelope as a number or a bigint), with how
-   * many requests carrying it are open: a client may reuse an id while one is running.
+   * How many requests are open per id (`ledgerKey`): a client may reuse an id while one is
+   * running. A plain count per key, so recording a request allocates no object.
    */
-  private open?: Map<string, { id: RequestId; count: number }>;
+  private open?: Map<string | number | bigint, number>;
   private total = 0;
 
   get size(): number {
@@ -53,19 +53,18 @@ export class AnswerLedger {
 
   opened(id: RequestId): void {
     this.open ??= new Map();
-    const key = requestIdKey(id);
-    const entry = this.open.get(key);
-    if (entry) entry.count++;
-    else this.open.set(key, { id, count: 1 });
+    const key = ledgerKey(id);
+    this.open.set(key, (this.open.get(key) ?? 0) + 1);
     this.total++;
   }
 
   /** False when the id was not open (already answered by `takeAll`). */
   answered(id: RequestId): boolean {
-    const key = requestIdKey(id);
-    const entry = this.open?.get(key);
-    if (!entry) return false;
-    if (--entry.count === 0) this.open!.delete(key);
+    const key = ledgerKey(id);
+    const count = this.open?.get(key);
+    if (count === undefined) return false;
+    if (count === 1) this.open!.delete(key);
+    else this.open!.set(key, count - 1);
     this.total--;
     return true;
   }
@@ -73,11 +72,22 @@ export class AnswerLedger {
   /** Every open id, once per open request; the ledger is empty afterwards. */
   takeAll(): RequestId[] {
     const ids: RequestId[] = [];
-    for (const { id, count } of this.open?.values() ?? []) for (let i = 0; i < count; i++) ids.push(id);
+    for (const [id, count] of this.open ?? []) for (let i = 0; i < count; i++) ids.push(id);
     this.open = undefined;
     this.total = 0;
     return ids;
   }
+}
+
+/**
+ * A map key per id without building a string per request (this runs twice for each one): Map keys
+ * keep the string "1" and the number 1 apart by type, and an id that comes back from an envelope
+ * as a bigint within the safe range is the same key as the number it was (and is written the same).
+ */
+function ledgerKey(id: RequestId): string | number | bigint {
+  if (typeof id !== 'bigint') return id;
+  const n = Number(id);
+  return Number.isSafeInteger(n) ? n : id;
 }
 
 /**

@@ -34,9 +34,10 @@ const COMMA = 0x2c;
 const MINUS = 0x2d;
 const ZERO = 0x30;
 const NINE = 0x39;
-const OPEN = new Set([0x5b, 0x7b]);
-const CLOSE = new Set([0x5d, 0x7d]);
-const NUMBER_CHAR = /[-+.eE0-9]/;
+const OPEN_ARRAY = 0x5b;
+const OPEN_OBJECT = 0x7b;
+const CLOSE_ARRAY = 0x5d;
+const CLOSE_OBJECT = 0x7d;
 const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 const LONE_SURROGATE = 'lone leading surrogate in hex escape';
 
@@ -62,18 +63,18 @@ export function scanObjectText(text: string, value: unknown): TextScan {
         idPending = false;
       }
       i = end;
-    } else if (OPEN.has(c)) {
+    } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       depth++;
       if (depth >= SERDE_MAX_DEPTH) return { ...scan, refused: 'recursion limit exceeded' };
       if (depth === 1) expectingKey = true;
       else if (depth === 2) idPending = false;
       i++;
-    } else if (CLOSE.has(c)) {
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
       depth--;
       i++;
     } else if (c === MINUS || (c >= ZERO && c <= NINE)) {
       const start = i;
-      while (i < n && NUMBER_CHAR.test(text[i]!)) i++;
+      while (i < n && isNumberChar(text.charCodeAt(i))) i++;
       const token = text.slice(start, i);
       if ((token.length > 300 || /[eE]/.test(token)) && !Number.isFinite(Number(token)))
         return { ...scan, refused: 'number out of range' };
@@ -86,6 +87,11 @@ export function scanObjectText(text: string, value: unknown): TextScan {
   }
   if (hasLoneSurrogate(text, value)) return { ...scan, refused: LONE_SURROGATE };
   return scan;
+}
+
+/** `-+.eE0-9`: what a JSON number token is made of (compared as codes: this runs per character). */
+function isNumberChar(c: number): boolean {
+  return (c >= ZERO && c <= NINE) || c === MINUS || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45;
 }
 
 /** The index just past the string starting at `at` (a quote). */
