@@ -1,6 +1,7 @@
 /**
  * One WebSocket connection: one JSON-RPC message per text frame (codex's `--listen ws://`).
- * Binary frames and oversized frames are refused by closing with the matching status code.
+ * A binary frame is dropped with a log line and the connection stays usable; ws itself closes it
+ * on a frame over max_line_bytes (1009, `maxPayload` in the listener) or text that is not UTF-8 (1007).
  * Output the client has not read (`bufferedAmount`) is bounded as stdio's is (OutputPressure):
  * past the mark the socket stops being read (ws's `pause()`, which stops the TCP reads, so the
  * client's sends block in its own TCP window), and a client that reads nothing at all is cut off.
