@@ -7,10 +7,10 @@
  * the reason for an answer. At the end the whole output is checked against the plan
  * (wire-oracle), and the child's RSS is sampled from /proc/<pid>/status.
  */
-import { readFileSync } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
 import fc from 'fast-check';
 import { TestClient, WsTestClient, type RpcMessage } from '../helpers/app-server-process.js';
+import { rssBytes } from '../helpers/proc-status.js';
 import {
   chunkCuts,
   idKey,
@@ -51,11 +51,11 @@ export interface ChildFuzzResult {
   notes: string[];
 }
 
-/** VmRSS of a process in KiB (Linux). */
+/** VmRSS of a running process in KiB (Linux). */
 export function rssKib(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]);
+  const bytes = rssBytes(pid);
+  if (bytes === undefined) throw new Error(`no VmRSS for pid ${pid}`);
+  return bytes / 1024;
 }
 
 /** `count` lines in rounds of `roundSize`, ids unique over all of them. */

@@ -7,7 +7,6 @@
 import { execFileSync } from 'node:child_process';
 import {
   closeSync,
-  lstatSync,
   mkdtempSync,
   openSync,
   readdirSync,
@@ -18,6 +17,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { widerThanPrivate } from './file-modes.js';
 
 const FILLER = '.chaos-filler';
 
@@ -137,24 +137,10 @@ export class Tmpfs {
   }
 }
 
-/** Everything under `dir` whose mode is wider than private: files not 0600, folders not 0700. */
-export function widerThanPrivate(dir: string): string[] {
-  const found: string[] = [];
-  for (const name of readdirSync(dir, { recursive: true, encoding: 'utf8' })) {
-    if (name === FILLER) continue;
-    const path = join(dir, name);
-    const stat = lstatSync(path);
-    const mode = stat.mode & 0o777;
-    const want = stat.isDirectory() ? 0o700 : 0o600;
-    if (mode !== want) found.push(`${name} ${mode.toString(8).padStart(4, '0')}`);
-  }
-  return found;
-}
-
 /** Prints (never asserts: the secrets audit owns that) what `widerThanPrivate` finds under `home`. */
 export function reportModes(t: { diagnostic(message: string): void }, home: string): void {
   const checked = readdirSync(home, { recursive: true }).length;
-  const wide = widerThanPrivate(home);
+  const wide = widerThanPrivate(home, [FILLER]);
   const line = `files not 0600 / folders not 0700 under CODEX_HOME (${checked} checked): ${wide.join(', ') || 'none'}`;
   t.diagnostic(line);
   console.error(line);

@@ -32,7 +32,8 @@ import {
   walBytes,
   type EnrollmentRow,
 } from '../helpers/storage-chaos.js';
-import { reportModes, widerThanPrivate } from '../helpers/tmpfs.js';
+import { widerThanPrivate } from '../helpers/file-modes.js';
+import { reportModes } from '../helpers/tmpfs.js';
 
 const backend = useLocalBackend();
 
