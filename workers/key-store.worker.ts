@@ -51,6 +51,14 @@ const api: ThreadWorkerApi = {
           throw new TypeError(`the key store has no message ${envelope.type}`);
       }
     }),
+  close: async () => {
+    try {
+      await store?.close();
+    } finally {
+      process.exit(0);
+    }
+  },
+  exit: (code) => process.exit(code),
 };
 
 expose(api, nodeEndpoint(parentPort!));

@@ -463,7 +463,7 @@ export class Broker extends EventEmitter<BrokerEvents> {
     // Stopping the connection actors rejects the server requests still waiting for an answer.
     for (const id of [...this.connections.keys()]) this.disconnect(id);
     this.system.stopAll();
-    await this.pool?.destroy();
+    await Promise.all([this.deviceKeys.closed(), this.pool?.destroy()]);
   }
 
   /** Flushes and closes a transport, giving up after `TRANSPORT_CLOSE_MS` (a peer that never reads). */

@@ -89,7 +89,12 @@ export class DeviceKeyService {
 
   /** Ends every key-store worker as a crash would; recovery tests use it. */
   async crashWorkers(): Promise<void> {
-    await Promise.all([...this.hosts.values()].map((host) => host.terminateWorkers()));
+    await Promise.all([...this.hosts.values()].map((host) => host.crashWorkers()));
+  }
+
+  /** Resolves once the key-store workers have closed their sessions and exited (after stopAll). */
+  async closed(): Promise<void> {
+    await Promise.all([...this.hosts.values()].map((host) => host.closed()));
   }
 
   /** Key-store worker threads alive now, over every protection class. */

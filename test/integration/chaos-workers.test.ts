@@ -1,9 +1,10 @@
 /**
- * Chaos, worker threads: the piscina pool (the crypto actor) and the comlink key-store threads
- * terminated while many requests are in flight, through the library API (a worker thread cannot
- * be killed from outside its process). Every request gets exactly one answer, a result or a
- * WORKER_FAILED / -32603 error naming the crash; then the same broker serves the same requests
- * again and its thread counts come back. `CHAOS_ROUNDS=N` repeats each scenario N times.
+ * Chaos, worker threads: the piscina pool (the crypto actor) terminated and the comlink key-store
+ * threads crashed (they exit between two calls; see src/runtime/thread-host.ts for why they are
+ * never terminated from outside) while many requests are in flight, through the library API (a
+ * worker thread cannot be killed from outside its process). Every request gets exactly one
+ * answer, a result or a WORKER_FAILED / -32603 error naming the crash; then the same broker
+ * serves the same requests again and its thread counts come back. `CHAOS_ROUNDS=N` repeats each scenario N times.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,7 +128,7 @@ test('pool threads terminated with tasks in flight: all answered, the crypto act
   );
 });
 
-test('key-store threads and pool threads terminated together mid-sign: all answered, same key signs again', async (t) => {
+test('key-store threads crashed and pool threads terminated together mid-sign: all answered, same key signs again', async (t) => {
   if (skippedFor(t, softhsmMissing())) return;
   const broker = brokerFor(t, { deviceKeyTpm: 'off' });
   const tally = new ChaosTally('key-store + pool threads');

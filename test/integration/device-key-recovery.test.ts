@@ -1,7 +1,8 @@
 /**
- * Key-store workers crashing in the middle of signing, through the library API with a real
- * SoftHSM2 token: every request is answered (a signature or a clear -32603), nothing is lost,
- * and signing works again at once with fresh workers.
+ * Key-store workers crashing with signs in flight, through the library API with a real SoftHSM2
+ * token: every request is answered (a signature or a clear -32603), nothing is lost, and signing
+ * works again at once with fresh workers. The broker closes them without a SIGSEGV (they used to
+ * be terminated from outside, which crashed the process inside pkcs11js).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -62,7 +63,9 @@ test('a key-store worker crash mid-sign: all answered, the pool recovers', async
     call('device/key/sign', { keyId: key.keyId, payload: connectionPayload(Math.floor(Date.now() / 1000)) });
 
   const inFlight = Array.from({ length: 200 }, sign);
-  await new Promise((resolve) => setTimeout(resolve, 5));
+  // Crash once the workers are signing, so the rest are queued or mid-sign. A fixed delay could
+  // land while the threads are still starting, when no request would be hit.
+  await Promise.race(inFlight);
   await broker.deviceKeys.crashWorkers();
   const answers = await Promise.all(inFlight);
 
