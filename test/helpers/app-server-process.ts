@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
+import { parseDiagnosticsLine, type BrokerDiagnostics } from '../../src/broker/diagnostics.js';
 
 /** The built CLI; `npm test` builds before running tests. */
 export const CLI_PATH = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
@@ -413,6 +414,20 @@ export class TestClient extends RpcPeer {
         `unexpected stdout output: ${JSON.stringify(this.stdoutText.slice(before))}${this.context()}`,
       );
     }
+  }
+
+  /**
+   * Signals SIGUSR2 and returns the broker's next diagnostics line (src/broker/diagnostics.ts),
+   * taken after a full GC when the child runs with `NODE_OPTIONS=--expose-gc`.
+   */
+  async diagnostics(timeoutMs = 10_000): Promise<BrokerDiagnostics> {
+    const seq = (this.stderrText.match(/"msg":"broker diagnostics"/g)?.length ?? 0) + 1;
+    this.child.kill('SIGUSR2');
+    const pattern = new RegExp(`^.*"msg":"broker diagnostics","seq":${seq},.*$`, 'm');
+    const line = (await this.waitForStderr(pattern, timeoutMs)) as RegExpMatchArray;
+    const parsed = parseDiagnosticsLine(line[0]);
+    if (!parsed) throw new Error(`not a diagnostics line: ${line[0]}`);
+    return parsed.diagnostics;
   }
 
   /** Waits until stderr matches; returns the match. */

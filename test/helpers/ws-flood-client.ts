@@ -1,8 +1,9 @@
 /**
- * A WebSocket client that floods a server with `account/read` as fast as it can, in its own
- * process, so the test process measuring another connection's latency is not the one parsing the
- * flood's answers. `floodFromChild()` runs it and returns its tally; run directly it is the child:
- * `node --import tsx test/helpers/ws-flood-client.ts URL COUNT FIRST_ID` prints one JSON line.
+ * A WebSocket client that floods a server with one request (`account/read` by default) as fast as
+ * it can, in its own process, so the test process measuring another connection's latency is not
+ * the one parsing the flood's answers. `floodFromChild()` runs it and returns its tally; run
+ * directly it is the child: `node --import tsx test/helpers/ws-flood-client.ts URL COUNT FIRST_ID
+ * [METHOD PARAMS_JSON]` prints one JSON line.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -17,11 +18,26 @@ export interface FloodTally {
   /** Ids answered more than once, and never. */
   duplicates: number;
   missing: number;
+  /** From the first frame sent to the last answer. */
+  elapsedMs: number;
 }
+
+/** What every frame of the flood asks, with its own id. */
+export interface FloodRequest {
+  method: string;
+  params: unknown;
+}
+
+const ACCOUNT_READ: FloodRequest = { method: 'account/read', params: {} };
 
 const OVERLOADED_MESSAGE = 'Server overloaded; retry later.';
 
-async function flood(url: string, count: number, firstId: number): Promise<FloodTally> {
+async function flood(
+  url: string,
+  count: number,
+  firstId: number,
+  request: FloodRequest,
+): Promise<FloodTally> {
   const socket = new WebSocket(url, { perMessageDeflate: false });
   await new Promise((resolve, reject) => {
     socket.once('open', resolve);
@@ -35,6 +51,7 @@ async function flood(url: string, count: number, firstId: number): Promise<Flood
     otherErrors: 0,
     duplicates: 0,
     missing: 0,
+    elapsedMs: 0,
   };
   let answered = 0;
   let initialized!: () => void;
@@ -61,9 +78,11 @@ async function flood(url: string, count: number, firstId: number): Promise<Flood
     JSON.stringify({ id: 0, method: 'initialize', params: { clientInfo: { name: 'flood', version: '1' } } }),
   );
   await ready;
-  for (let id = firstId; id < firstId + count; id++)
-    socket.send(`{"id":${id},"method":"account/read","params":{}}`);
+  const started = performance.now();
+  const tail = `,"method":${JSON.stringify(request.method)},"params":${JSON.stringify(request.params)}}`;
+  for (let id = firstId; id < firstId + count; id++) socket.send(`{"id":${id}${tail}`);
   await finished;
+  tally.elapsedMs = Math.round(performance.now() - started);
   tally.missing = answers.reduce((n, a) => n + (a === 0 ? 1 : 0), 0);
   socket.terminate();
   return tally;
@@ -75,10 +94,20 @@ export function floodFromChild(
   count: number,
   firstId: number,
   timeoutMs: number,
+  request: FloodRequest = ACCOUNT_READ,
 ): Promise<FloodTally> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', fileURLToPath(import.meta.url), url, String(count), String(firstId)],
+    [
+      '--import',
+      'tsx',
+      fileURLToPath(import.meta.url),
+      url,
+      String(count),
+      String(firstId),
+      request.method,
+      JSON.stringify(request.params),
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';
@@ -97,7 +126,9 @@ export function floodFromChild(
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [url, count, firstId] = process.argv.slice(2);
-  const tally = await flood(url!, Number(count), Number(firstId));
+  const [url, count, firstId, method, params] = process.argv.slice(2);
+  const request =
+    method === undefined ? ACCOUNT_READ : { method, params: JSON.parse(params ?? '{}') as unknown };
+  const tally = await flood(url!, Number(count), Number(firstId), request);
   process.stdout.write(`${JSON.stringify(tally)}\n`);
 }

@@ -10,7 +10,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { parseDiagnosticsLine, type BrokerDiagnostics } from '../../src/broker/diagnostics.js';
 import type { LoadtestResults } from '../../src/loadtest/results.js';
 import { CLI_PATH, TestClient, WsTestClient } from '../helpers/app-server-process.js';
 
@@ -46,16 +45,6 @@ async function loadtest(limitMs: number, ...args: string[]): Promise<Run> {
   return { code, stdout, stderr, results };
 }
 
-/** Signals the app-server and waits for its next diagnostics line. */
-async function diagnostics(server: TestClient, seq: number): Promise<BrokerDiagnostics> {
-  server.child.kill('SIGUSR2');
-  const pattern = new RegExp(`^.*"msg":"broker diagnostics","seq":${seq},.*$`, 'm');
-  const line = (await server.waitForStderr(pattern, 10_000)) as RegExpMatchArray;
-  const parsed = parseDiagnosticsLine(line[0]);
-  assert.ok(parsed, `not a diagnostics line: ${line[0]}`);
-  return parsed.diagnostics;
-}
-
 describe('soak', () => {
   test('app-server on SIGUSR2: one diagnostics line on stderr after a GC, nothing on stdout; counts follow connections', async () => {
     const server = TestClient.spawn({
@@ -64,7 +53,7 @@ describe('soak', () => {
       env: { NODE_OPTIONS: '--expose-gc' },
     });
     const url = await server.listenUrl(15_000);
-    const idle = await diagnostics(server, 1);
+    const idle = await server.diagnostics();
     assert.equal(idle.gcForced, true);
     assert.equal(idle.connections, 0);
     assert.ok(idle.memory.heapUsedBytes > 0 && idle.memory.rssBytes > idle.memory.heapUsedBytes);
@@ -73,17 +62,17 @@ describe('soak', () => {
 
     const clients = await Promise.all([1, 2, 3].map(() => WsTestClient.connect(url)));
     for (const c of clients) assert.ok((await c.initialize()).result);
-    const busy = await diagnostics(server, 2);
+    const busy = await server.diagnostics();
     assert.equal(busy.connections, 3);
     assert.equal(busy.actors.byKind.connection, 3);
     assert.equal(busy.actors.byKind.wire, 3);
     assert.ok((busy.handles.TCPSocketWrap ?? 0) >= 3, JSON.stringify(busy.handles));
 
     for (const c of clients) await c.close();
-    let back = await diagnostics(server, 3);
-    for (let seq = 4; back.connections > 0 && seq < 20; seq++) {
+    let back = await server.diagnostics();
+    for (let tries = 0; back.connections > 0 && tries < 16; tries++) {
       await new Promise((resolve) => setTimeout(resolve, 200));
-      back = await diagnostics(server, seq);
+      back = await server.diagnostics();
     }
     assert.equal(back.connections, 0);
     assert.deepEqual(back.actors.byKind, idle.actors.byKind);
