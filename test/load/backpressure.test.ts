@@ -368,7 +368,7 @@ async function measureFlood(server: TestClient, other: WsTestClient, flood: Prom
     assertBounded() {
       assert.ok(loadedLatency.length > 0, 'the flood ended before the other connection could be measured');
       // Peak RSS is printed, not bounded: it counts garbage V8 has not collected yet, and V8 lets
-      // that grow with the length of a burst (200,000 frames: +62 MiB, back to +3 MiB of live heap).
+      // that grow with the length of a burst (200,000 frames: +62 MiB, with +0.6 MiB of live heap).
       // What the broker keeps is the live heap after a full GC.
       assert.ok(
         heapAfter - heapBefore < RETAINED_HEAP_LIMIT,
